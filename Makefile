@@ -1,0 +1,61 @@
+# Nudge — `make help` lists the targets. The two that matter: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+WITH_KAFKA := deploy/local/with-kafka.sh
+
+.PHONY: help install kafka kafka-stop run test test-unit test-integration lint format typecheck \
+        check-deploy bench bench-engine bench-processor bench-sender bench-e2e chaos demo-events clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + ")")'
+	@echo "installing the Python environment into $(VENV) (locked versions: requirements.lock)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip uv
+	@$(BIN)/uv pip install -q -p $(BIN)/python -r requirements.lock
+	@$(BIN)/uv pip install -q -p $(BIN)/python --no-deps -e .
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP) ## create .venv and install the locked dependencies
+
+kafka: ## fetch (first time) and start the local Kafka broker on 127.0.0.1:9092
+	@deploy/local/kafka.sh start
+
+kafka-stop: ## stop the local Kafka broker started by `make kafka`
+	@deploy/local/kafka.sh stop
+
+run: install ## the demo: Kafka, SMTP sink, processor, sender, demo events; Ctrl-C stops all
+	@deploy/local/run-demo.sh
+
+test: install lint typecheck ## lint, typecheck, unit and integration tests (starts and stops Kafka)
+	@$(WITH_KAFKA) $(BIN)/pytest -q -p no:cacheprovider tests
+
+test-unit: install ## unit tests only (no Kafka)
+	@$(BIN)/pytest -q tests/unit
+
+test-integration: install ## integration tests against the real Kafka and SMTP servers
+	@$(WITH_KAFKA) $(BIN)/pytest -q tests/integration
+
+lint: install ## ruff lint and format check
+	@$(BIN)/ruff check service tests
+	@$(BIN)/ruff format --check service tests
+
+format: install ## apply ruff's formatting and safe fixes
+	@$(BIN)/ruff format service tests
+	@$(BIN)/ruff check --fix service tests
+
+typecheck: install ## mypy (strict) on service/
+	@$(BIN)/mypy
+
+demo-events: install ## write a synthetic event log to out/events.jsonl
+	@mkdir -p out && $(BIN)/nudge generate-events --users 1000 --days 60 --out out/events.jsonl
+
+clean: ## remove the virtualenv, caches and local Kafka data
+	@deploy/local/kafka.sh stop || true
+	rm -rf $(VENV) .cache out .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,292 @@
+"""Wire formats: JSON (orjson) for events, send commands and delivery records.
+
+Decoding is where untrusted bytes become typed data, so every check SPEC §2 asks for lives here and
+fails with an `InvalidEvent` / `InvalidCommand` whose `reason` is a short, countable code and whose
+message names the field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any, Final
+
+import orjson
+
+from nudge.commands import DELIVERY_STATUSES, KINDS, DeliveryRecord, SendCommand
+from nudge.errors import InvalidCommand, InvalidEvent
+from nudge.events import REQUIRED_PROPERTIES, Event, Profile
+
+MAX_EVENT_BYTES: Final = 64 * 1024
+MAX_ID_LENGTH: Final = 200
+# Control characters (C0, DEL, C1) and the Unicode line/paragraph separators: none of them belongs
+# in a name or an address, and CR/LF in particular could forge a mail header downstream.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Deliberately loose: one @, no spaces or controls, a dot in the domain. The MTA is the real judge.
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+
+
+def decode_event(raw: bytes | str | None) -> Event:
+    """Parse and validate one behaviour event, or raise `InvalidEvent` saying what is wrong."""
+    if raw is None:
+        raise InvalidEvent("the record has no value (a tombstone?)", reason="empty")
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(
+            f"the event is {len(raw)} bytes; at most {MAX_EVENT_BYTES} are accepted",
+            reason="too_large",
+        )
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise InvalidEvent(f"not JSON: {err}", reason="malformed_json") from err
+    if not isinstance(data, dict):
+        raise InvalidEvent(
+            f"an event is a JSON object, got {type(data).__name__}", reason="not_an_object"
+        )
+    event_id = _required_id(data, "event_id")
+    event_type = _required_id(data, "type")
+    user_id = _required_id(data, "user_id")
+    occurred_at = _timestamp(data, "occurred_at")
+    properties = data.get("properties")
+    if properties is None:
+        properties = {}
+    elif not isinstance(properties, dict):
+        raise InvalidEvent("'properties' must be an object", reason="wrong_type")
+    for name, types in REQUIRED_PROPERTIES.get(event_type, {}).items():
+        value = properties.get(name)
+        if value is None:
+            raise InvalidEvent(
+                f"a {event_type} event needs properties.{name}", reason="missing_property"
+            )
+        if isinstance(value, bool) or not isinstance(value, types):
+            expected = " or ".join(t.__name__ for t in types)
+            raise InvalidEvent(
+                f"properties.{name} must be {expected}, got {type(value).__name__}",
+                reason="wrong_type",
+            )
+    user = data.get("user")
+    if user is not None and not isinstance(user, dict):
+        raise InvalidEvent("'user' must be an object", reason="wrong_type")
+    return Event(
+        event_id=event_id,
+        type=event_type,
+        user_id=user_id,
+        occurred_at=occurred_at,
+        properties=properties,
+        user=_profile(user) if user is not None else None,
+    )
+
+
+def encode_event(event: Event) -> bytes:
+    data: dict[str, Any] = {
+        "event_id": event.event_id,
+        "type": event.type,
+        "user_id": event.user_id,
+        "occurred_at": event.occurred_at.isoformat(),
+        "properties": dict(event.properties),
+    }
+    if event.user is not None:
+        data["user"] = {k: v for k, v in _fields(event.user).items() if v is not None}
+    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+
+
+def encode_command(command: SendCommand) -> bytes:
+    return orjson.dumps(_fields(command), option=orjson.OPT_NON_STR_KEYS)
+
+
+def decode_command(raw: bytes | str | None) -> SendCommand:
+    data = _object(raw, InvalidCommand)
+    try:
+        kind = data["kind"]
+        if kind not in KINDS:
+            raise InvalidCommand(f"kind={kind!r}: expected transactional or marketing")
+        variables = data.get("variables") or {}
+        if not isinstance(variables, dict):
+            raise InvalidCommand("variables must be an object")
+        return SendCommand(
+            command_id=_str(data, "command_id", InvalidCommand),
+            idempotency_key=_str(data, "idempotency_key", InvalidCommand),
+            user_id=_str(data, "user_id", InvalidCommand),
+            journey=_str(data, "journey", InvalidCommand),
+            step=_str(data, "step", InvalidCommand),
+            kind=kind,
+            channel=_str(data, "channel", InvalidCommand),
+            template=_str(data, "template", InvalidCommand),
+            locale=_str(data, "locale", InvalidCommand),
+            to=_str(data, "to", InvalidCommand),
+            variables=variables,
+            variant=data.get("variant"),
+            created_at=_parse_time(data.get("created_at"), "created_at", InvalidCommand),
+            trigger_event_id=data.get("trigger_event_id"),
+        )
+    except KeyError as err:
+        raise InvalidCommand(f"missing field {err.args[0]!r}") from err
+
+
+def encode_delivery(record: DeliveryRecord) -> bytes:
+    return orjson.dumps(_fields(record))
+
+
+def decode_delivery(raw: bytes | str | None) -> DeliveryRecord:
+    data = _object(raw, InvalidCommand)
+    status = data.get("status")
+    if status not in DELIVERY_STATUSES:
+        raise InvalidCommand(
+            f"delivery status {status!r} is not one of {sorted(DELIVERY_STATUSES)}"
+        )
+    kind = data.get("kind")
+    return DeliveryRecord(
+        command_id=_str(data, "command_id", InvalidCommand),
+        idempotency_key=_str(data, "idempotency_key", InvalidCommand),
+        user_id=_str(data, "user_id", InvalidCommand),
+        status=status,
+        attempt=int(data.get("attempt") or 1),
+        at=_parse_time(data.get("at"), "at", InvalidCommand),
+        smtp_code=data.get("smtp_code"),
+        smtp_enhanced_code=data.get("smtp_enhanced_code"),
+        message_id=data.get("message_id"),
+        journey=data.get("journey"),
+        step=data.get("step"),
+        variant=data.get("variant"),
+        kind=kind if kind in KINDS else None,
+        to=data.get("to"),
+        reason=data.get("reason"),
+    )
+
+
+def is_clean_text(value: str) -> bool:
+    """True when `value` holds no control character or line separator (safe near a header)."""
+    return _CONTROL.search(value) is None
+
+
+def is_valid_email(value: str) -> bool:
+    return len(value) <= 254 and is_clean_text(value) and _EMAIL.match(value) is not None
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+def _object(
+    raw: bytes | str | None, error: type[InvalidEvent] | type[InvalidCommand]
+) -> dict[str, Any]:
+    if raw is None:
+        raise error("the record has no value", reason="empty")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise error(f"not JSON: {err}", reason="malformed_json") from err
+    if not isinstance(data, dict):
+        raise error("expected a JSON object", reason="not_an_object")
+    return data
+
+
+def _str(data: Mapping[str, Any], name: str, error: type[InvalidCommand]) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise error(f"field {name!r} must be a non-empty string")
+    return value
+
+
+def _required_id(data: Mapping[str, Any], name: str) -> str:
+    if name not in data or data[name] is None:
+        raise InvalidEvent(f"required field '{name}' is missing", reason="missing_field")
+    value = data[name]
+    if not isinstance(value, str):
+        raise InvalidEvent(
+            f"'{name}' must be a string, got {type(value).__name__}", reason="wrong_type"
+        )
+    if not value or len(value) > MAX_ID_LENGTH or not is_clean_text(value):
+        raise InvalidEvent(
+            f"'{name}' must be 1–{MAX_ID_LENGTH} characters with no control characters",
+            reason="invalid_field",
+        )
+    return value
+
+
+def _timestamp(data: Mapping[str, Any], name: str) -> datetime:
+    if name not in data or data[name] is None:
+        raise InvalidEvent(f"required field '{name}' is missing", reason="missing_field")
+    return _parse_time(data[name], name, InvalidEvent)
+
+
+def _parse_time(
+    value: Any, name: str, error: type[InvalidEvent] | type[InvalidCommand]
+) -> datetime:
+    if not isinstance(value, str):
+        raise error(f"'{name}' must be an RFC 3339 string", reason="bad_timestamp")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as err:
+        raise error(
+            f"'{name}'={value!r} is not RFC 3339, e.g. 2026-11-22T10:15:00+09:00",
+            reason="bad_timestamp",
+        ) from err
+    if parsed.tzinfo is None:
+        raise error(
+            f"'{name}'={value!r} has no UTC offset; add one, e.g. +09:00 or Z",
+            reason="bad_timestamp",
+        )
+    return parsed
+
+
+def _profile(user: Mapping[str, Any]) -> Profile:
+    def text(name: str) -> str | None:
+        value = user.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise InvalidEvent(f"user.{name} must be a string", reason="wrong_type")
+        if not is_clean_text(value) or len(value) > 256:
+            raise InvalidEvent(
+                f"user.{name} holds a control character (CR/LF?) or is over 256 characters",
+                reason="invalid_field",
+            )
+        return value
+
+    email = text("email")
+    if email is not None and not is_valid_email(email):
+        raise InvalidEvent(f"user.email={email!r} is not an email address", reason="invalid_field")
+    locale = text("locale")
+    if locale is not None and not _LOCALE.match(locale):
+        raise InvalidEvent(
+            f"user.locale={locale!r} is not a locale like ja or en-US", reason="invalid_field"
+        )
+    timezone = text("timezone")
+    if timezone is not None:
+        _check_timezone(timezone)
+    birthday_text = text("birthday")
+    birthday = None
+    if birthday_text is not None:
+        try:
+            birthday = date.fromisoformat(birthday_text)
+        except ValueError as err:
+            raise InvalidEvent(
+                f"user.birthday={birthday_text!r} is not a date like 1990-05-01",
+                reason="invalid_field",
+            ) from err
+    consent = user.get("marketing_consent")
+    if consent is not None and not isinstance(consent, bool):
+        raise InvalidEvent("user.marketing_consent must be true or false", reason="wrong_type")
+    return Profile(
+        email=email,
+        name=text("name"),
+        locale=locale,
+        timezone=timezone,
+        birthday=birthday,
+        marketing_consent=consent,
+    )
+
+
+def _check_timezone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise InvalidEvent(
+            f"user.timezone={name!r} is not an IANA time zone like Asia/Tokyo",
+            reason="invalid_field",
+        ) from err
