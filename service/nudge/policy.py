@@ -1,0 +1,57 @@
+"""The contact policy of one user, published by the processor for the sender's last check.
+
+The processor owns consent, unsubscribe and deletion; it writes the latest `ContactPolicy` of a
+user to the compacted topic `<prefix>internal.contact-policy` (key `user_id`) whenever it changes.
+The sender reads that topic from the beginning at start and tails it, so a command made before an
+unsubscribe is still stopped right before sending (SPEC §8, issue 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+from nudge.errors import InvalidCommand
+
+CONTACT_POLICY_TOPIC = "contact-policy"  # under Topics.internal()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContactPolicy:
+    """What may be sent to a user now. Transactional mail needs only `not deleted`."""
+
+    user_id: str
+    marketing_allowed: bool
+    deleted: bool
+    at: datetime
+
+    def allows(self, kind: str) -> bool:
+        if self.deleted:
+            return False
+        return kind == "transactional" or self.marketing_allowed
+
+
+def encode_policy(policy: ContactPolicy) -> bytes:
+    return orjson.dumps(
+        {
+            "user_id": policy.user_id,
+            "marketing_allowed": policy.marketing_allowed,
+            "deleted": policy.deleted,
+            "at": policy.at,
+        }
+    )
+
+
+def decode_policy(raw: bytes) -> ContactPolicy:
+    try:
+        data = orjson.loads(raw)
+        return ContactPolicy(
+            user_id=str(data["user_id"]),
+            marketing_allowed=bool(data["marketing_allowed"]),
+            deleted=bool(data["deleted"]),
+            at=datetime.fromisoformat(data["at"]),
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise InvalidCommand(f"unreadable contact-policy record: {err}") from err
