@@ -43,12 +43,12 @@ test-integration: install ## integration tests against the real Kafka and SMTP s
 	@$(WITH_KAFKA) $(BIN)/pytest -q tests/integration
 
 lint: install ## ruff lint and format check
-	@$(BIN)/ruff check service tests
-	@$(BIN)/ruff format --check service tests
+	@$(BIN)/ruff check service tests deploy bench
+	@$(BIN)/ruff format --check service tests deploy bench
 
 format: install ## apply ruff's formatting and safe fixes
-	@$(BIN)/ruff format service tests
-	@$(BIN)/ruff check --fix service tests
+	@$(BIN)/ruff format service tests deploy bench
+	@$(BIN)/ruff check --fix service tests deploy bench
 
 typecheck: install ## mypy (strict) on service/
 	@$(BIN)/mypy

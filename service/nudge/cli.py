@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "produce": ("nudge.produce", "publish a JSONL file of events to the events topic"),
     "smtp-sink": ("nudge.sender.sink", "a local SMTP server that stores what it receives"),
     "render": ("nudge.sender.render", "preview a mail template with variables"),
+    "web": ("nudge.links.web", "serve unsubscribe, open-pixel and click links"),
 }
 
 

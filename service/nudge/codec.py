@@ -16,7 +16,13 @@ import orjson
 
 from nudge.commands import DELIVERY_STATUSES, KINDS, DeliveryRecord, SendCommand
 from nudge.errors import InvalidCommand, InvalidEvent
-from nudge.events import REQUIRED_PROPERTIES, Event, Profile
+from nudge.events import (
+    REQUIRED_PROPERTIES,
+    UNSUBSCRIBE_SCOPES,
+    USER_UNSUBSCRIBED,
+    Event,
+    Profile,
+)
 
 MAX_EVENT_BYTES: Final = 64 * 1024
 MAX_ID_LENGTH: Final = 200
@@ -66,6 +72,11 @@ def decode_event(raw: bytes | str | None) -> Event:
                 f"properties.{name} must be {expected}, got {type(value).__name__}",
                 reason="wrong_type",
             )
+    if event_type == USER_UNSUBSCRIBED and properties["scope"] not in UNSUBSCRIBE_SCOPES:
+        raise InvalidEvent(
+            f"properties.scope={properties['scope']!r}: use 'marketing' or 'all'",
+            reason="invalid_field",
+        )
     user = data.get("user")
     if user is not None and not isinstance(user, dict):
         raise InvalidEvent("'user' must be an object", reason="wrong_type")

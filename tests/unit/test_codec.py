@@ -84,6 +84,11 @@ def test_unknown_types_decode_so_they_can_be_counted_and_ignored() -> None:
         (event(user={"marketing_consent": "yes"}), "wrong_type", "marketing_consent"),
         (event(properties={"pad": "x" * 70_000}), "too_large", "bytes"),
         (None, "empty", "no value"),
+        (
+            event(type="user.unsubscribed", properties={"scope": "everything"}),
+            "invalid_field",
+            "scope",
+        ),
     ],
 )
 def test_invalid_events_are_rejected_with_a_reason_and_the_field(

@@ -1,0 +1,99 @@
+"""The walking skeleton: an event on Kafka becomes a mail in a real SMTP server's mailbox."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from nudge.deadletter import read_headers
+from nudge.produce import publish
+from nudge.settings import Settings
+from nudge.topics import Topics
+
+from .conftest import Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+
+def order(event_id: str, user_id: str, email: str, locale: str) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "type": "order.completed",
+            "user_id": user_id,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "properties": {
+                "order_id": f"o-{event_id}",
+                "total": 4800,
+                "currency": "JPY",
+                "items": [{"name": "Tea set", "quantity": 1, "price": 4800}],
+            },
+            "user": {"email": email, "name": "山田 花子", "locale": locale},
+        }
+    )
+
+
+def settings_of(stack: Stack) -> Settings:
+    return Settings.from_env(stack.env)
+
+
+def test_an_order_becomes_a_confirmation_mail_in_japanese_and_english(full_stack: Stack) -> None:
+    """order.completed on the events topic → processor → sender → an order confirmation mail."""
+    lines = [
+        order("e-ja", "u-ja", "hana@example.jp", "ja"),
+        order("e-en", "u-en", "emma@example.com", "en"),
+    ]
+    asyncio.run(publish(settings_of(full_stack), lines))
+    mails = full_stack.wait_for_mails(lambda found: len(found) >= 2)
+    by_recipient = {str(mail["To"]): mail for mail in mails}
+    assert len(mails) == 2
+    ja = next(m for to, m in by_recipient.items() if "hana@example.jp" in to)
+    en = next(m for to, m in by_recipient.items() if "emma@example.com" in to)
+    for mail in (ja, en):
+        assert mail["X-Nudge-Journey"] == "order_confirmation"
+        assert mail["X-Nudge-Idempotency-Key"]
+        assert mail.get_content_type() == "multipart/alternative"
+    assert "o-e-ja" in str(ja["Subject"]) or "o-e-ja" in ja.get_body(("plain",)).get_content()
+    assert any("\u3040" <= ch <= "\u30ff" for ch in str(ja["Subject"]))  # kana: Japanese copy
+    assert str(en["Subject"]).isascii()
+
+
+def test_bad_events_are_dead_lettered_and_the_stream_keeps_going(full_stack: Stack) -> None:
+    """Bad JSON and a missing user_id go to events-dlt with a reason; the next event mails."""
+    settings = settings_of(full_stack)
+    missing_user = orjson.dumps(
+        {"event_id": "e-x", "type": "order.completed", "occurred_at": "2026-11-22T10:00:00Z"}
+    )
+    lines = [b"{not json", missing_user, order("e-ok", "u-ok", "ok@example.com", "en")]
+    asyncio.run(publish(settings, lines))
+    full_stack.wait_for_mails(lambda found: len(found) == 1)
+    dead = asyncio.run(read_dead_letters(settings, expected=2))
+    reasons = sorted(read_headers(record.headers)["nudge-error-reason"] for record in dead)
+    assert reasons == ["malformed_json", "missing_field"]
+    assert sorted(record.value for record in dead) == sorted([b"{not json", missing_user])
+    message = next(
+        read_headers(r.headers)["nudge-error-message"] for r in dead if r.value == missing_user
+    )
+    assert "user_id" in message
+
+
+async def read_dead_letters(settings: Settings, *, expected: int) -> list[object]:
+    topic = Topics.dead_letter(Topics(settings.topic_prefix).events)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    found: list[object] = []
+    try:
+        async with asyncio.timeout(60):
+            while len(found) < expected:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    found.extend(records)
+    finally:
+        await consumer.stop()
+    return found
