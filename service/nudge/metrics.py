@@ -4,11 +4,42 @@ Names follow Prometheus conventions: the `nudge_` prefix, base units (seconds, b
 for counters. Label values come from closed sets (event types are folded to `other` when unknown,
 reasons are short codes), so cardinality is bounded. Faust's own sensor (milliseconds, no prefix)
 is not exposed.
+
+Label conventions: `variant` is `none` when a journey has no A/B split; `partition` is the Kafka
+partition number as text; `service` is `processor`, `sender` or `web`. The alert rules in
+deploy/prometheus/alerts.yml and the dashboard in deploy/grafana/ read these names: rename one and
+update them (`make check-deploy` checks the rules, tests/unit/test_metrics.py the names).
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Awaitable, Mapping, Set
+from typing import Protocol, TypeVar
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from nudge import __version__
+
+# A `_created` series per labelled child doubles the series count for a timestamp nobody graphs.
+# It is read when each metric is constructed, so this must run before the definitions below.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
+
+NO_VARIANT = "none"
+"""The `variant` label value of a mail that belongs to no A/B split."""
+
+# Every process ------------------------------------------------------------------------------
+BUILD_INFO = Info(
+    "nudge_build", "Version of Nudge running in this process, and which service it is."
+)
 
 # Processor -----------------------------------------------------------------------------------
 EVENTS_CONSUMED = Counter(
@@ -55,6 +86,12 @@ EVENT_PROCESSING = Histogram(
     "Time to decode, decide and emit for one event.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
+PROCESSING_ERRORS = Counter(
+    "nudge_processing_errors_total",
+    "Records or timers the engine failed on (logged with traceback), by source (events, "
+    "deliveries, ticks).",
+    ["source"],
+)
 
 # Sender --------------------------------------------------------------------------------------
 SMTP_ATTEMPTS = Counter(
@@ -80,6 +117,11 @@ SUPPRESSIONS = Counter(
 )
 SMTP_POOL_IN_USE = Gauge("nudge_smtp_pool_connections_in_use", "SMTP connections lent out now.")
 SMTP_POOL_OPEN = Gauge("nudge_smtp_pool_connections_open", "SMTP connections open now.")
+SENDER_AMBIGUOUS_KEYS = Gauge(
+    "nudge_sender_ambiguous_keys",
+    "Idempotency keys found 'sending' at start: handed to SMTP, reply never recorded (resent).",
+)
+SENDER_IN_FLIGHT = Gauge("nudge_sender_in_flight", "Send commands being processed now.")
 
 # The loop: engagement and conversion ---------------------------------------------------------
 OPENS = Counter(
@@ -117,3 +159,85 @@ HTTP_REQUESTS = Counter(
     "Requests to the link endpoints, by route and status.",
     ["route", "status"],
 )
+HTTP_LATENCY = Histogram(
+    "nudge_http_request_duration_seconds",
+    "Time to answer one request to the link endpoints, by route.",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+LINK_EVENTS_LOST = Counter(
+    "nudge_link_events_lost_total",
+    "Open/click events the link service could not publish (Kafka slow or down), by event type.",
+    ["type"],
+)
+
+
+_LAG_SERIES: dict[str, set[tuple[str, str]]] = {}
+"""The (topic, partition) series each service last reported, so revoked ones can be removed."""
+
+
+def set_consumer_lag(service: str, lags: Mapping[tuple[str, int], int]) -> None:
+    """Report `nudge_consumer_lag_messages` for the partitions `service` holds now.
+
+    `lags` maps (topic, partition) to end offset minus committed (or current) position, for the
+    partitions currently assigned; call it every few seconds. A partition reported before and
+    missing now (revoked in a rebalance) loses its series, so two workers never both report it
+    and the alert's sum stays right. Negative values (offsets read at different moments) count 0.
+    """
+    current = {(topic, str(partition)): max(lag, 0) for (topic, partition), lag in lags.items()}
+    for topic, partition in _LAG_SERIES.get(service, set()) - current.keys():
+        CONSUMER_LAG.remove(service, topic, partition)
+    for (topic, partition), lag in current.items():
+        CONSUMER_LAG.labels(service=service, topic=topic, partition=partition).set(lag)
+    _LAG_SERIES[service] = set(current)
+
+
+class TopicPartitionLike(Protocol):
+    """aiokafka's `TopicPartition` (and Faust's `TP`): a topic name and a partition number."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+
+TP = TypeVar("TP", bound=TopicPartitionLike)
+
+
+class LagSource(Protocol[TP]):
+    """What `sample_consumer_lag` needs of a consumer; `aiokafka.AIOKafkaConsumer` has it all."""
+
+    def assignment(self) -> Set[TP]: ...
+
+    def highwater(self, partition: TP, /) -> int | None: ...
+
+    def committed(self, partition: TP, /) -> Awaitable[int | None]: ...
+
+    def position(self, partition: TP, /) -> Awaitable[int]: ...
+
+
+async def sample_consumer_lag(service: str, consumer: LagSource[TP]) -> None:
+    """Measure and report the lag of each assigned partition: end offset minus committed offset
+    (the position when nothing is committed yet). Call it every few seconds beside the consumer
+    loop; partitions whose end offset is not known yet (no fetch so far) are left out."""
+    lags: dict[tuple[str, int], int] = {}
+    for tp in consumer.assignment():
+        end = consumer.highwater(tp)
+        if end is None:
+            continue
+        done = await consumer.committed(tp)
+        if done is None:
+            done = await consumer.position(tp)
+        lags[(tp.topic, tp.partition)] = end - done
+    set_consumer_lag(service, lags)
+
+
+def describe_process(service: str) -> None:
+    """Set `nudge_build_info{service, version}`; each entry point calls it once at start."""
+    BUILD_INFO.info({"service": service, "version": __version__})
+
+
+def exposition() -> tuple[bytes, str]:
+    """The body and content type of a `/metrics` answer for this process (text format 0.0.4)."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

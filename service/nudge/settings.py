@@ -86,9 +86,29 @@ class Settings:
     smtp_max_connections: int = 8
     smtp_messages_per_connection: int = 100
     send_max_attempts: int = 8
+    send_retry_base_seconds: float = 30.0
+    sender_concurrency: int = 512
+    # Legacy Japanese carrier domains whose handsets expect ISO-2022-JP rather than UTF-8 mail.
+    iso2022jp_domains: tuple[str, ...] = (
+        "docomo.ne.jp",
+        "ezweb.ne.jp",
+        "au.com",
+        "softbank.ne.jp",
+        "i.softbank.jp",
+    )
+    # Per-recipient-domain throttles: (domain, messages per second); carriers rate-limit senders.
+    domain_throttles: tuple[tuple[str, float], ...] = (
+        ("docomo.ne.jp", 20.0),
+        ("ezweb.ne.jp", 20.0),
+        ("au.com", 20.0),
+        ("softbank.ne.jp", 20.0),
+        ("i.softbank.jp", 20.0),
+    )
     # Links and tokens (unsubscribe, tracking)
-    public_base_url: str = "http://127.0.0.1:6066"
+    public_base_url: str = "http://127.0.0.1:8080"
     token_secret: bytes = field(default=b"", repr=False)
+    token_secrets_previous: tuple[bytes, ...] = field(default=(), repr=False)
+    web_port: int = 8080
     tracking_enabled: bool = True
     # Logs
     log_format: str = "json"
@@ -133,10 +153,23 @@ class Settings:
                 env, "SMTP_MESSAGES_PER_CONNECTION", defaults.smtp_messages_per_connection
             ),
             send_max_attempts=_int(env, "NUDGE_SEND_MAX_ATTEMPTS", defaults.send_max_attempts),
+            send_retry_base_seconds=_positive_float(
+                env, "NUDGE_SEND_RETRY_BASE", defaults.send_retry_base_seconds
+            ),
+            sender_concurrency=_int(env, "NUDGE_SENDER_CONCURRENCY", defaults.sender_concurrency),
+            iso2022jp_domains=_domains(env, "NUDGE_ISO2022JP_DOMAINS", defaults.iso2022jp_domains),
+            domain_throttles=_throttles(env, "NUDGE_DOMAIN_THROTTLES", defaults.domain_throttles),
             public_base_url=text("NUDGE_PUBLIC_URL", defaults.public_base_url).rstrip("/"),
             # Without a configured secret every process start would invalidate the links in mail
             # already sent, so a random one is only acceptable for demos; docs say so.
             token_secret=secret.encode() if secret else secrets.token_bytes(32),
+            # Retired secrets still accepted when verifying links (rotation; docs/links.md).
+            token_secrets_previous=tuple(
+                part.strip().encode()
+                for part in env.get("NUDGE_TOKEN_SECRET_PREVIOUS", "").split(",")
+                if part.strip()
+            ),
+            web_port=_int(env, "NUDGE_WEB_PORT", defaults.web_port),
             tracking_enabled=_flag(env.get("NUDGE_TRACKING", "1"), "NUDGE_TRACKING"),
             log_format=_choice(env, "NUDGE_LOG_FORMAT", ("json", "console"), defaults.log_format),
             log_level=text("NUDGE_LOG_LEVEL", defaults.log_level).upper(),
@@ -176,6 +209,33 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0:
         raise ConfigError(f"{name}={raw!r} must be greater than 0")
     return value
+
+
+def _domains(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    return tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+
+
+def _throttles(
+    env: Mapping[str, str], name: str, default: tuple[tuple[str, float], ...]
+) -> tuple[tuple[str, float], ...]:
+    """`docomo.ne.jp=20,ezweb.ne.jp=10`: messages per second per recipient domain."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    result = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        domain, sep, rate = part.partition("=")
+        try:
+            value = float(rate)
+        except ValueError:
+            value = -1.0
+        if not sep or not domain.strip() or not value > 0:
+            raise ConfigError(f"{name}: {part!r} is not domain=rate, e.g. docomo.ne.jp=20")
+        result.append((domain.strip().lower(), value))
+    return tuple(result)
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:

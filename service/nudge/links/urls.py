@@ -24,6 +24,9 @@ CLICK: Final = "click"
 UNSUBSCRIBE_TTL: Final = timedelta(days=365)
 TRACKING_TTL: Final = timedelta(days=90)
 
+# Paths under the public base URL that `nudge web` serves; links to them are never rewritten.
+OWN_ROUTES: Final = ("/unsubscribe", "/o/", "/c/")
+
 _HREF = re.compile(r'(<a\b[^>]*?\bhref=")(https?://[^"]+)(")', re.IGNORECASE)
 
 
@@ -76,13 +79,16 @@ def rewrite_links(
 ) -> str:
     """Point every http(s) `<a href>` in rendered HTML at the click redirect.
 
-    URLs starting with a prefix in `skip` (the unsubscribe link) are left alone. The href in
-    rendered HTML is escaped (`&amp;`), so it is unescaped before it goes into the token.
+    URLs starting with a prefix in `skip` (the unsubscribe link) and the link service's own
+    routes are left alone; every other link is rewritten, also one on the same host (a shop may
+    serve the link service under its own domain). The href in rendered HTML is escaped (`&amp;`),
+    so it is unescaped before it goes into the token.
     """
+    own = tuple(f"{base_url}{route}" for route in OWN_ROUTES)
 
     def replace(match: re.Match[str]) -> str:
         target = unescape(match.group(2))
-        if target.startswith(skip) or target.startswith(base_url):
+        if target.startswith(skip) or target.startswith(own):
             return match.group(0)
         rewritten = click_url(ref, target, base_url=base_url, secret=secret, now=now)
         return f"{match.group(1)}{rewritten}{match.group(3)}"

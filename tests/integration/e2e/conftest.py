@@ -43,10 +43,11 @@ class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, *args: str, ready_path: str | None = "/readyz") -> None:
-        log = (self.logs / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(  # noqa: S603 (our own CLI, fixed arguments)
-            [NUDGE, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
+        with (self.logs / f"{name}.log").open("ab") as log:
+            # The child keeps its own copy of the descriptor; ours can close at once.
+            self.processes[name] = subprocess.Popen(  # noqa: S603 (our own CLI, fixed arguments)
+                [NUDGE, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         if ready_path is not None:
             self.wait_ready(name, ready_path)
 

@@ -1,0 +1,110 @@
+"""Verifying link tokens against the current secret and any retired ones (key rotation).
+
+`nudge.tokens.verify` checks one secret. Rotating that secret would break every link in mail
+already delivered (unsubscribe links live for a year), so the link service accepts a token signed
+by the current secret or by any secret listed in `NUDGE_TOKEN_SECRET_PREVIOUS`; new links are
+always signed with the current one. See docs/links.md for the rotation procedure.
+
+The answer distinguishes a token we never signed (403) from a genuine but expired one (410) without
+parsing error messages: a token whose signature verifies when checked at the epoch is genuine, so
+its failure now can only be the expiry.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from nudge.links.errors import ExpiredToken, ForgedToken, MalformedToken
+from nudge.links.urls import CLICK, MailRef
+from nudge.tokens import InvalidToken, verify
+
+# `nudge.tokens` refuses parts over 4096 characters; the same bound, checked before any work.
+MAX_TOKEN_LENGTH: Final = 2 * 4096 + 1
+_SHAPE: Final = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_FIELDS: Final = ("u", "c", "j", "s", "l")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenKeys:
+    """The secret that signs new links, then the retired ones still accepted, newest first."""
+
+    current: bytes
+    previous: tuple[bytes, ...] = ()
+
+    @property
+    def all(self) -> tuple[bytes, ...]:
+        return (self.current, *self.previous)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifiedLink:
+    """What a genuine token says: the mail it came from and, for a click, where it points."""
+
+    ref: MailRef
+    url: str | None = None
+
+
+def verify_any(
+    token: str, *, purpose: str, secrets: Sequence[bytes], now: datetime
+) -> dict[str, Any]:
+    """The payload of `token` if any of `secrets` signed it for `purpose` and it has not expired.
+
+    Raises `MalformedToken`, `ForgedToken` or `ExpiredToken`. Every secret is tried even after a
+    genuine-but-expired match, so timing does not reveal which secret signed a token.
+    """
+    if not token or len(token) > MAX_TOKEN_LENGTH or not _SHAPE.match(token):
+        raise MalformedToken("the token is not base64url.base64url")
+    payload: dict[str, Any] | None = None
+    expired = False
+    for secret in secrets:
+        try:
+            found = verify(token, purpose=purpose, secret=secret, now=now)
+        except InvalidToken:
+            try:
+                verify(token, purpose=purpose, secret=secret, now=_EPOCH)
+            except InvalidToken:
+                continue
+            expired = True
+            continue
+        if payload is None:
+            payload = found
+    if payload is not None:
+        return payload
+    if expired:
+        raise ExpiredToken("this link has expired")
+    raise ForgedToken(f"no known secret signed this token for {purpose!r}")
+
+
+def verify_link(token: str, *, purpose: str, keys: TokenKeys, now: datetime) -> VerifiedLink:
+    """Verify `token` and read the mail reference (and, for clicks, the destination) in it."""
+    payload = verify_any(token, purpose=purpose, secrets=keys.all, now=now)
+    return parse_payload(payload, purpose=purpose)
+
+
+def parse_payload(payload: dict[str, Any], *, purpose: str) -> VerifiedLink:
+    """Turn a verified payload back into a `MailRef`; a field we always sign missing → 400."""
+    for name in _FIELDS:
+        if not isinstance(payload.get(name), str) or not payload[name]:
+            raise MalformedToken(f"the token payload lacks {name!r}")
+    variant = payload.get("v")
+    if variant is not None and not isinstance(variant, str):
+        raise MalformedToken("the token payload has a non-string variant")
+    ref = MailRef(
+        user_id=payload["u"],
+        command_id=payload["c"],
+        journey=payload["j"],
+        step=payload["s"],
+        variant=variant,
+        locale=payload["l"],
+    )
+    if purpose != CLICK:
+        return VerifiedLink(ref=ref)
+    url = payload.get("url")
+    if not isinstance(url, str) or not url:
+        raise MalformedToken("a click token carries no destination")
+    return VerifiedLink(ref=ref, url=url)

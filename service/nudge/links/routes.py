@@ -1,0 +1,335 @@
+"""The HTTP routes of the link service: unsubscribe, open pixel, click redirect, health, metrics.
+
+    GET  /unsubscribe?token=  confirmation page (ja/en), a button that POSTs    —
+    POST /unsubscribe?token=  RFC 8058 one-click, body List-Unsubscribe=One-Click  user.unsubscribed
+    GET  /o/<token>.gif       a 1×1 GIF                                           email.opened
+    GET  /c/<token>           302 to the URL inside the token, nowhere else       email.clicked
+    GET  /livez /readyz       alive; ready once the Kafka producer is connected   —
+    GET  /metrics             Prometheus exposition of this process               —
+
+A token that fails verification gets 400 (malformed), 403 (forged, tampered, or made for another
+route) or 410 (expired) and produces nothing. `GET` never unsubscribes and `HEAD` never records
+anything, because link scanners and mail security gateways fetch every URL in a mail. An
+unsubscribe answers 2xx only once the event is in Kafka (503 with `Retry-After` otherwise); opens
+and clicks are best effort: the pixel and the redirect are served even when Kafka is slow or down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Final
+
+import structlog
+from aiohttp import web
+from yarl import URL
+
+from nudge.codec import is_clean_text
+from nudge.events import Event
+from nudge.links.actions import click_event, open_event, unsubscribe_event
+from nudge.links.errors import TOKEN_ERRORS, MalformedToken, SinkUnavailable, TokenError
+from nudge.links.guard import (
+    Limits,
+    RateLimiter,
+    RecentIds,
+    client_address,
+    client_key,
+    parse_networks,
+)
+from nudge.links.keys import TokenKeys, VerifiedLink, verify_link
+from nudge.links.pages import SECURITY_HEADERS, Lang, PageName, lang_of, render
+from nudge.links.sink import EventSink
+from nudge.links.urls import CLICK, OPEN, UNSUBSCRIBE
+from nudge.metrics import (
+    CLICKS,
+    HTTP_LATENCY,
+    HTTP_REQUESTS,
+    LINK_EVENTS_LOST,
+    NO_VARIANT,
+    OPENS,
+    UNSUBSCRIBES,
+    exposition,
+)
+
+Clock = Callable[[], datetime]
+Monotonic = Callable[[], float]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PIXEL: Final = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+ONE_CLICK_FIELD: Final = "List-Unsubscribe"
+ONE_CLICK_VALUE: Final = "One-Click"
+LINK_ROUTES: Final = frozenset({"unsubscribe", "open", "click"})
+# Opens and clicks must not keep a person waiting on Kafka: after this, serve and count a loss.
+TRACKING_PUBLISH_TIMEOUT: Final = 2.0
+RETRY_AFTER_SECONDS: Final = "30"
+log = structlog.get_logger("nudge.links")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_app(
+    *,
+    sink: EventSink,
+    keys: TokenKeys,
+    tracking: bool = True,
+    limits: Limits | None = None,
+    clock: Clock = utc_now,
+    monotonic: Monotonic = time.monotonic,
+) -> web.Application:
+    """The aiohttp application; `sink` receives the events, `keys` verify the tokens."""
+    routes = LinkRoutes(
+        sink=sink,
+        keys=keys,
+        tracking=tracking,
+        limits=limits or Limits(),
+        clock=clock,
+        monotonic=monotonic,
+    )
+    app = web.Application(
+        client_max_size=routes.limits.max_body_bytes, middlewares=[observe, routes.guard]
+    )
+    unsubscribe = app.router.add_resource("/unsubscribe", name="unsubscribe")
+    unsubscribe.add_route("GET", routes.unsubscribe_page)
+    unsubscribe.add_route("POST", routes.unsubscribe)
+    app.router.add_get(r"/o/{token:[A-Za-z0-9_.-]+}.gif", routes.pixel, name="open")
+    app.router.add_get(r"/c/{token:[^/]+}", routes.click, name="click")
+    app.router.add_get("/livez", routes.livez, name="livez")
+    app.router.add_get("/readyz", routes.readyz, name="readyz")
+    app.router.add_get("/metrics", routes.metrics, name="metrics")
+    return app
+
+
+class LinkRoutes:
+    """The handlers, holding the sink, keys and flood limits they share."""
+
+    def __init__(
+        self,
+        *,
+        sink: EventSink,
+        keys: TokenKeys,
+        tracking: bool,
+        limits: Limits,
+        clock: Clock,
+        monotonic: Monotonic,
+    ) -> None:
+        self.sink = sink
+        self.keys = keys
+        self.tracking = tracking
+        self.limits = limits
+        self.clock = clock
+        self.monotonic = monotonic
+        self.in_flight = 0
+        self.limiter = RateLimiter(
+            rate=limits.per_client_rate, burst=limits.per_client_burst, max_keys=limits.max_clients
+        )
+        self.recent = RecentIds(max_size=limits.recent_ids, ttl=limits.recent_ttl)
+        self.trusted_proxies = parse_networks(limits.trusted_proxies)
+
+    @web.middleware
+    async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Shed load beyond the in-flight cap (503) and over-eager clients (429)."""
+        if _route_name(request) not in LINK_ROUTES:
+            return await handler(request)
+        if self.in_flight >= self.limits.max_in_flight:
+            return web.Response(status=503, text="overloaded\n", headers={"Retry-After": "1"})
+        client = client_address(
+            request.remote, request.headers.get("X-Forwarded-For"), self.trusted_proxies
+        )
+        if not self.limiter.allow(client_key(client), self.monotonic()):
+            return web.Response(
+                status=429, text="too many requests\n", headers={"Retry-After": "1"}
+            )
+        self.in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
+
+    async def unsubscribe_page(self, request: web.Request) -> web.StreamResponse:
+        """GET: the confirmation page; changes nothing (scanners follow links)."""
+        token = request.query.get("token", "")
+        try:
+            link = verify_link(token, purpose=UNSUBSCRIBE, keys=self.keys, now=self.clock())
+        except TOKEN_ERRORS as err:
+            return _refused(request, err)
+        return _page("confirm", lang=lang_of(link.ref.locale), token=token)
+
+    async def unsubscribe(self, request: web.Request) -> web.StreamResponse:
+        """POST: RFC 8058 one-click unsubscribe; 200 once `user.unsubscribed` is in Kafka."""
+        token = request.query.get("token", "")
+        try:
+            link = verify_link(token, purpose=UNSUBSCRIBE, keys=self.keys, now=self.clock())
+        except TOKEN_ERRORS as err:
+            return _refused(request, err)
+        lang = lang_of(link.ref.locale)
+        form = await request.post()
+        if form.get(ONE_CLICK_FIELD) != ONE_CLICK_VALUE:
+            return _page("invalid", lang=lang, status=400)
+        try:
+            published = await self._publish(unsubscribe_event(link.ref, now=self.clock()))
+        except SinkUnavailable as err:
+            log.warning("unsubscribe_not_recorded", error=str(err), **_ids(link))
+            return _page(
+                "unavailable", lang=lang, status=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
+            )
+        if published:
+            UNSUBSCRIBES.labels(link.ref.journey, link.ref.step).inc()
+            log.info("unsubscribed", **_ids(link))
+        return _page("done", lang=lang)
+
+    async def pixel(self, request: web.Request) -> web.StreamResponse:
+        """The open pixel: always a GIF (mail clients show no broken image), 4xx when refused."""
+        try:
+            link = verify_link(
+                request.match_info["token"], purpose=OPEN, keys=self.keys, now=self.clock()
+            )
+        except TOKEN_ERRORS as err:
+            _note_refusal(request, err)
+            return _gif(status=err.status)
+        if self.tracking and request.method == "GET":
+            event = open_event(link.ref, now=self.clock())
+            if await self._publish_tracking(event):
+                OPENS.labels(*_labels(link)).inc()
+        return _gif(status=200)
+
+    async def click(self, request: web.Request) -> web.StreamResponse:
+        """The click redirect: 302 to the URL signed into the token, never one from the request."""
+        try:
+            link = verify_link(
+                request.match_info["token"], purpose=CLICK, keys=self.keys, now=self.clock()
+            )
+            location = safe_location(link.url)
+        except TOKEN_ERRORS as err:
+            return _refused(request, err)
+        if self.tracking and request.method == "GET" and link.url is not None:
+            event = click_event(link.ref, link.url, now=self.clock())
+            if await self._publish_tracking(event):
+                CLICKS.labels(*_labels(link)).inc()
+        return web.Response(
+            status=302,
+            headers={
+                "Location": location,
+                "Cache-Control": "no-store",
+                # The token is a credential: the destination must not see it in a Referer.
+                "Referrer-Policy": "no-referrer",
+            },
+        )
+
+    async def livez(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok\n")
+
+    async def readyz(self, request: web.Request) -> web.StreamResponse:
+        if self.sink.ready:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not connected to Kafka yet\n")
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        body, content_type = exposition()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def _publish(self, event: Event) -> bool:
+        """Publish unless the same event went out within the window; True if it was published."""
+        if self.recent.seen(event.event_id, self.monotonic()):
+            return False
+        await self.sink.publish(event)
+        self.recent.remember(event.event_id, self.monotonic())
+        return True
+
+    async def _publish_tracking(self, event: Event) -> bool:
+        try:
+            return await asyncio.wait_for(self._publish(event), TRACKING_PUBLISH_TIMEOUT)
+        except (SinkUnavailable, TimeoutError) as err:
+            LINK_EVENTS_LOST.labels(event.type).inc()
+            log.warning("tracking_event_lost", type=event.type, error=repr(err))
+            return False
+
+
+def safe_location(url: str | None) -> str:
+    """The redirect target: an absolute http(s) URL with no control characters, or refuse."""
+    if url is None or not is_clean_text(url):
+        raise MalformedToken("the click token's destination is not a clean URL")
+    try:
+        parsed = URL(url)
+    except ValueError as err:
+        raise MalformedToken("the click token's destination is not a URL") from err
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise MalformedToken("the click token's destination is not an http(s) URL")
+    return str(parsed)
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every request by route and status, and stop browsers sniffing or leaking referrers."""
+    route = _route_name(request)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        HTTP_REQUESTS.labels(route, str(exc.status)).inc()
+        raise
+    finally:
+        HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    HTTP_REQUESTS.labels(route, str(response.status)).inc()
+    return response
+
+
+def _route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    name = resource.name if resource is not None else None
+    return name or "other"
+
+
+def _page(
+    page: PageName,
+    *,
+    lang: Lang | None = None,
+    token: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    return web.Response(
+        status=status,
+        text=render(page, lang=lang, token=token),
+        content_type="text/html",
+        charset="utf-8",
+        headers={**SECURITY_HEADERS, **(headers or {})},
+    )
+
+
+def _refused(request: web.Request, err: TokenError) -> web.Response:
+    _note_refusal(request, err)
+    return _page("expired" if err.status == 410 else "invalid", status=err.status)
+
+
+def _note_refusal(request: web.Request, err: Exception) -> None:
+    # Never log the token: it is a bearer credential for someone's mailbox preferences.
+    log.info("token_refused", route=_route_name(request), reason=type(err).__name__)
+
+
+def _gif(*, status: int) -> web.Response:
+    return web.Response(
+        status=status,
+        body=PIXEL,
+        content_type="image/gif",
+        headers={"Cache-Control": "no-store, private"},
+    )
+
+
+def _labels(link: VerifiedLink) -> tuple[str, str, str]:
+    return link.ref.journey, link.ref.step, link.ref.variant or NO_VARIANT
+
+
+def _ids(link: VerifiedLink) -> dict[str, str]:
+    return {
+        "user_id": link.ref.user_id,
+        "command_id": link.ref.command_id,
+        "journey": link.ref.journey,
+        "step": link.ref.step,
+    }
