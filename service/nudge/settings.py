@@ -105,6 +105,7 @@ class Settings:
         ("i.softbank.jp", 20.0),
     )
     # Links and tokens (unsubscribe, tracking)
+    shop_url: str = "https://shop.example.com"
     public_base_url: str = "http://127.0.0.1:8080"
     token_secret: bytes = field(default=b"", repr=False)
     token_secrets_previous: tuple[bytes, ...] = field(default=(), repr=False)
@@ -159,6 +160,7 @@ class Settings:
             sender_concurrency=_int(env, "NUDGE_SENDER_CONCURRENCY", defaults.sender_concurrency),
             iso2022jp_domains=_domains(env, "NUDGE_ISO2022JP_DOMAINS", defaults.iso2022jp_domains),
             domain_throttles=_throttles(env, "NUDGE_DOMAIN_THROTTLES", defaults.domain_throttles),
+            shop_url=text("NUDGE_SHOP_URL", defaults.shop_url).rstrip("/"),
             public_base_url=text("NUDGE_PUBLIC_URL", defaults.public_base_url).rstrip("/"),
             # Without a configured secret every process start would invalidate the links in mail
             # already sent, so a random one is only acceptable for demos; docs say so.

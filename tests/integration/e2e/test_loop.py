@@ -140,7 +140,8 @@ class Users:
 
 
 def journey_of(mail: EmailMessage) -> str:
-    return str(mail["X-Nudge-Journey"])
+    """`journey/step` of a received mail, from its X-Nudge-Journey and X-Nudge-Step headers."""
+    return f"{mail['X-Nudge-Journey']}/{mail['X-Nudge-Step']}"
 
 
 def mails_to(mails: list[EmailMessage], address: str) -> list[EmailMessage]:

@@ -1,0 +1,304 @@
+"""`make bench-sender`: mails per second from one sender process to a local SMTP sink.
+
+Three measurements in one run, against the same sink (`nudge smtp-sink`, its own process, no
+fsync — a sink that syncs every mail measures the disk):
+
+1. ceiling — a raw aiosmtplib client with `--connections` persistent connections sending one
+   pre-built message over and over: the most this sink (and a Python client) can take;
+2. naive   — a loop opening one aiosmtplib connection per mail (`aiosmtplib.send`), one by one;
+3. nudge   — `nudge sender` (one process) consuming pre-published send commands from the real
+   Kafka: decode, ledger, render, MIME, SMTP pool, delivery records, commits — everything.
+
+Results go to results/sender.json and a table on stdout; docs/sender.md quotes them.
+Usage: python bench/bench_sender.py [--mails 5000] [--ceiling-mails 3000] [--naive-mails 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiosmtplib
+from aiokafka import AIOKafkaProducer
+
+from nudge.admin import ensure_topics
+from nudge.codec import encode_command
+from nudge.commands import SendCommand
+from nudge.sender.compose import compose
+from nudge.sender.render import Renderer, sample_variables
+from nudge.settings import Settings, SmtpSettings
+from nudge.topics import Topics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def command(index: int, run: str) -> SendCommand:
+    return SendCommand(
+        command_id=f"bench-{run}-{index}",
+        idempotency_key=f"bench-{run}-{index}",
+        user_id=f"u-{index}",
+        journey="order_confirmation",
+        step="confirmation",
+        kind="transactional",
+        template="order_confirmation",
+        locale="ja" if index % 2 else "en",
+        to=f"user{index}@example.jp",
+        created_at=datetime.now(UTC),
+        variables={**sample_variables()["order_confirmation"], "order_id": f"o-{index}"},
+    )
+
+
+def spawn(
+    arguments: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+    pipe: bool = False,
+) -> subprocess.Popen[bytes]:
+    """Start `nudge ARGUMENTS` (our own CLI) with output to `log`, a pipe, or inherited."""
+    command = [sys.executable, "-m", "nudge.cli", *arguments]
+    if log is not None:
+        with log.open("wb") as handle:
+            return subprocess.Popen(command, env=env, stdout=handle, stderr=handle)  # noqa: S603
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE if pipe else None)  # noqa: S603
+
+
+def count_mail(maildir: Path) -> int:
+    return sum(1 for _ in os.scandir(maildir))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc): load-independent cost."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_for_mail(
+    maildir: Path, target: int, limit: float, pid: int | None = None
+) -> list[tuple[float, int, float]]:
+    """Poll the sink's maildir until `target` files exist; (time, count, CPU of `pid`) samples."""
+    samples: list[tuple[float, int, float]] = []
+    deadline = time.perf_counter() + limit
+    while True:
+        count = count_mail(maildir)
+        samples.append((time.perf_counter(), count, cpu_seconds(pid) if pid else 0.0))
+        if count >= target:
+            return samples
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"only {count} of {target} mails after {limit}s")
+        await asyncio.sleep(0.05)
+
+
+async def ceiling(
+    port: int, raw: bytes, mails: int, connections: int, sink_pid: int
+) -> dict[str, float]:
+    """Mails/s with persistent connections and a pre-built message: the sink's ceiling; and the
+    CPU per mail of this raw client and of the sink (what one mail costs each side at least)."""
+    per_connection = mails // connections
+
+    async def worker() -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, local_hostname="bench")
+        await client.connect()
+        for _ in range(per_connection):
+            await client.sendmail("shop@example.com", ["user@example.jp"], raw)
+        await client.quit()
+
+    sent = per_connection * connections
+    sink_cpu, client_cpu = cpu_seconds(sink_pid), time.process_time()
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    return {
+        "mails_per_second": round(sent / elapsed, 1),
+        "raw_client_cpu_ms_per_mail": round((time.process_time() - client_cpu) / sent * 1000, 3),
+        "sink_cpu_ms_per_mail": round((cpu_seconds(sink_pid) - sink_cpu) / sent * 1000, 3),
+    }
+
+
+async def naive(port: int, settings: Settings, mails: int) -> float:
+    """Mails/s rendering each mail and opening one connection per mail, one after another."""
+    renderer = Renderer()
+    started = time.perf_counter()
+    for index in range(mails):
+        composed = compose(
+            command(index, "naive"), settings=settings, renderer=renderer, now=datetime.now(UTC)
+        )
+        await aiosmtplib.send(
+            composed.raw,
+            sender=composed.envelope_from,
+            recipients=[composed.recipient],
+            hostname="127.0.0.1",
+            port=port,
+            local_hostname="bench",
+        )
+    return mails / (time.perf_counter() - started)
+
+
+async def nudge(
+    port: int, settings: Settings, maildir: Path, mails: int, log: Path
+) -> dict[str, float | None]:
+    """Pre-publish `mails` commands, start one `nudge sender`, time until all arrived."""
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=20, acks="all"
+    )
+    await producer.start()
+    try:
+        batch = [
+            producer.send(
+                topics.send_commands, encode_command(command(i, "nudge")), key=f"u-{i}".encode()
+            )
+            for i in range(mails)
+        ]
+        for future in await asyncio.gather(*batch):
+            await future
+    finally:
+        await producer.stop()
+    baseline = count_mail(maildir)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "NUDGE_TOPIC_PREFIX": settings.topic_prefix,
+        "SMTP_URL": f"smtp://127.0.0.1:{port}",
+        "NUDGE_SENDER_PORT": "0",
+        "NUDGE_LOG_LEVEL": "WARNING",
+        "NUDGE_TOKEN_SECRET": "bench",
+        "SMTP_MAX_CONNECTIONS": str(settings.smtp_max_connections),
+    }
+    started = time.perf_counter()
+    process = spawn(["sender"], env=env, log=log)
+    try:
+        samples = await wait_for_mail(maildir, baseline + mails, limit=600, pid=process.pid)
+    finally:
+        process.terminate()
+        process.wait(60)
+    first = next(t for t, n, _ in samples if n > baseline)
+    tenth, tenth_cpu = next((t, c) for t, n, c in samples if n >= baseline + mails // 10)
+    done, _, done_cpu = samples[-1]
+    steady_mails = mails - mails // 10
+    cpu_per_mail = (done_cpu - tenth_cpu) / steady_mails
+    return {
+        "sender_cpu_ms_per_mail": round(cpu_per_mail * 1000, 3),
+        "mails_per_cpu_second": round(1 / cpu_per_mail, 1) if cpu_per_mail else None,
+        "mails": mails,
+        "wall_seconds_including_startup": round(done - started, 2),
+        "startup_seconds": round(first - started, 2),
+        "mails_per_second": round(mails / (done - first), 1),
+        "steady_mails_per_second": round(steady_mails / (done - tenth), 1),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    load_before = round(os.getloadavg()[0], 2)
+    port = free_port()
+    maildir = Path(tempfile.mkdtemp(prefix="nudge-bench-mail-"))
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.",
+        smtp=SmtpSettings(port=port),
+        smtp_max_connections=args.connections,
+        token_secret=b"bench",
+    )
+    sink = spawn(
+        ["smtp-sink", "--port", str(port), "--maildir", str(maildir), "--quiet"], pipe=True
+    )
+    try:
+        assert sink.stdout is not None  # noqa: S101 - PIPE was asked for
+        await asyncio.to_thread(sink.stdout.readline)  # "listening on ..."
+        raw = compose(
+            command(0, "ceiling"), settings=settings, renderer=Renderer(), now=datetime.now(UTC)
+        ).raw
+        print(f"sink on 127.0.0.1:{port}, maildir {maildir}; message size {len(raw)} bytes")
+        before = await ceiling(port, raw, args.ceiling_mails, args.connections, sink.pid)
+        ceiling_rate = before["mails_per_second"]
+        print(
+            f"ceiling (raw client, {args.connections} connections): {ceiling_rate:,.0f} mails/s; "
+            f"CPU per mail: client {before['raw_client_cpu_ms_per_mail']} ms, "
+            f"sink {before['sink_cpu_ms_per_mail']} ms"
+        )
+        naive_rate = await naive(port, settings, args.naive_mails)
+        print(f"naive loop (one connection per mail): {naive_rate:,.0f} mails/s")
+        result = await nudge(
+            port, settings, maildir, args.mails, Path(maildir.parent / "bench-sender.log")
+        )
+        print(
+            f"nudge sender (one process): {result['mails_per_second']:,.0f} mails/s "
+            f"(steady {result['steady_mails_per_second']:,.0f}; "
+            f"startup {result['startup_seconds']} s); "
+            f"sender CPU per mail {result['sender_cpu_ms_per_mail']} ms"
+        )
+        # The machine may be shared: measure the ceiling again after, and compare with the mean.
+        after = await ceiling(port, raw, args.ceiling_mails, args.connections, sink.pid)
+        ceiling_after = after["mails_per_second"]
+        print(f"ceiling again, after: {ceiling_after:,.0f} mails/s")
+    finally:
+        sink.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            sink.wait(10)
+        if sink.poll() is None:
+            sink.kill()
+    return {
+        "benchmark": "sender",
+        "command": "make bench-sender  # python bench/bench_sender.py " + " ".join(sys.argv[1:]),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "smtp_connections": args.connections,
+        "message_bytes": len(raw),
+        "load_average_1m_before_after": [load_before, round(os.getloadavg()[0], 2)],
+        "ceiling_mails_per_second_before_after": [round(ceiling_rate, 1), round(ceiling_after, 1)],
+        "ceiling_mails_per_second": round((ceiling_rate + ceiling_after) / 2, 1),
+        "ceiling_cpu_ms_per_mail": {
+            "raw_client": before["raw_client_cpu_ms_per_mail"],
+            "sink": before["sink_cpu_ms_per_mail"],
+        },
+        "naive_mails_per_second": round(naive_rate, 1),
+        "nudge": result,
+        "nudge_vs_naive": round(float(result["mails_per_second"] or 0) / naive_rate, 1),
+        "nudge_vs_ceiling": round(
+            float(result["mails_per_second"] or 0) / ((ceiling_rate + ceiling_after) / 2), 2
+        ),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mails", type=int, default=5000)
+    parser.add_argument("--ceiling-mails", type=int, default=3000)
+    parser.add_argument("--naive-mails", type=int, default=300)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "sender.json")
+    args = parser.parse_args()
+    results = asyncio.run(run(args))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Facts an event establishes about a user: profile, cart, recent views, conversions.
+
+Small pure helpers of the engine (`engine.py` decides *when* to call them): each takes the
+current values and returns the new ones, or a `Decision` for an attributed order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from nudge.events import (
+    CART_ITEM_ADDED,
+    CART_ITEM_REMOVED,
+    ORDER_COMPLETED,
+    PRODUCT_VIEWED,
+    USER_SIGNED_UP,
+    USER_UNSUBSCRIBED,
+    Event,
+)
+from nudge.journeys.draft import Draft
+from nudge.journeys.outcome import Decision
+from nudge.journeys.state import FOREVER, MAX_CART_ITEMS, MAX_VIEWS, CartItem, Touch, View
+
+# Activity for "active in the last 90 days" (seasonal audience).
+ACTIVITY: Final = frozenset(
+    {
+        USER_SIGNED_UP,
+        "user.logged_in",
+        PRODUCT_VIEWED,
+        CART_ITEM_ADDED,
+        CART_ITEM_REMOVED,
+        "checkout.started",
+        ORDER_COMPLETED,
+    }
+)
+
+
+def merge_profile(draft: Draft, event: Event) -> None:
+    """Profile fields accumulate: an event's `user` object carries the ones that changed."""
+    profile = event.user
+    if profile is None:
+        return
+    if profile.email is not None:
+        draft.email = profile.email
+    if profile.name is not None:
+        draft.name = profile.name
+    if profile.locale is not None:
+        draft.locale = profile.locale
+    if profile.timezone is not None:
+        draft.timezone = profile.timezone
+    if profile.birthday is not None:
+        draft.birthday = profile.birthday.isoformat()
+    if profile.marketing_consent is not None:
+        draft.consent = profile.marketing_consent
+        if profile.marketing_consent and event.type != USER_UNSUBSCRIBED:
+            # A fresh opt-in after an unsubscribe subscribes again (profile fields that
+            # changed, SPEC §2: an app sends consent only when the user gives it).
+            draft.unsubscribed = None
+
+
+def add_to_cart(cart: tuple[CartItem, ...], props: Mapping[str, Any]) -> tuple[CartItem, ...]:
+    product = str(props.get("product_id"))
+    quantity = props.get("quantity")
+    quantity = quantity if isinstance(quantity, int) and quantity > 0 else 1
+    price = props.get("price")
+    price = price if isinstance(price, int | float) else 0
+    name = str(props.get("name") or "")
+    items = list(cart)
+    for index, (p, _n, _price, q) in enumerate(items):
+        if p == product:
+            items[index] = (p, name, price, q + quantity)
+            return tuple(items)
+    items.append((product, name, price, quantity))
+    return tuple(items[-MAX_CART_ITEMS:])
+
+
+def record_view(
+    views: tuple[View, ...], props: Mapping[str, Any], occurred: int, window: int
+) -> tuple[View, ...]:
+    """Views within the window, plus this one (bounded: only repeat views matter)."""
+    kept = [v for v in views if v[1] > occurred - window]
+    kept.append((str(props.get("product_id")), occurred))
+    return tuple(kept[-MAX_VIEWS:])
+
+
+def recent_touches(touches: tuple[Touch, ...], occurred: int, window: int) -> tuple[Touch, ...]:
+    return tuple(t for t in touches if occurred - window <= t.at <= occurred)
+
+
+def attribute(draft: Draft, event: Event, now: datetime, currency: str) -> Decision | None:
+    """Last touch wins: the order converts the latest marketing mail still in the window."""
+    if not draft.touches:
+        return None
+    touch = max(draft.touches, key=lambda t: t.at)
+    total = event.properties.get("total")
+    return Decision(
+        user_id=draft.user_id,
+        at=now,
+        outcome="conversion",
+        reason="holdout_conversion" if touch.holdout else "conversion",
+        journey=touch.journey,
+        step=touch.step,
+        variant=touch.variant,
+        event_id=event.event_id,
+        revenue=float(total) if isinstance(total, int | float) else None,
+        currency=str(event.properties.get("currency") or currency),
+        holdout=touch.holdout,
+    )
+
+
+def expire(draft: Draft, now: int, view_window: int, attribution_window: int) -> None:
+    """Forget what can no longer matter, so an idle user's state shrinks back (< 1 KiB)."""
+    if draft.views and draft.views[0][1] <= now - view_window:
+        draft.views = tuple(v for v in draft.views if v[1] > now - view_window)
+    if draft.touches and draft.touches[0].at < now - attribution_window:
+        draft.touches = tuple(t for t in draft.touches if t.at >= now - attribution_window)
+    if draft.marks and any(0 <= until <= now for _, until in draft.marks):
+        draft.marks = tuple(m for m in draft.marks if m[1] == FOREVER or m[1] > now)

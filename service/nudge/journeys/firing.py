@@ -1,0 +1,291 @@
+"""Firing what is due: each pending step goes through the policies and becomes a command, a
+deferral or a skip with its reason; the run then advances, reschedules (yearly) or ends.
+
+Seasonal sends are not stored per user until they are due: a cursor in the state says which
+campaign slots were handled, and a due slot becomes an ordinary run for its one step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from nudge.commands import SendCommand
+from nudge.journeys.config import Journey, JourneysConfig, Policies
+from nudge.journeys.draft import Draft
+from nudge.journeys.ids import assign, command_id, idempotency_key
+from nudge.journeys.localtime import from_ms, zone
+from nudge.journeys.outcome import Decision, DecisionOutcome
+from nudge.journeys.policies import gate, remember_send
+from nudge.journeys.state import MAX_TOUCHES, Run, Touch, UserState
+from nudge.journeys.timing import Timing
+from nudge.journeys.variables import SendContext, build
+
+MAX_FIRINGS: Final = 256  # per call; a guard against a config that would loop forever
+
+
+class Firing:
+    def __init__(
+        self,
+        config: JourneysConfig,
+        journeys: Mapping[str, Journey],
+        timing: Timing,
+        policies: Policies,
+    ) -> None:
+        self.config = config
+        self.journeys = journeys
+        self.timing = timing
+        self.policies = policies
+        self._has_seasonal = any(j.trigger.calendar == "campaigns" for j in journeys.values())
+
+    def next_due(self, state: UserState | Draft) -> int | None:
+        due = min((r.due for r in state.runs), default=None)
+        seasonal = self._next_seasonal(state)
+        if seasonal is not None and (due is None or seasonal < due):
+            return seasonal
+        return due
+
+    def fire(self, draft: Draft, now: int, out: list[Decision]) -> list[SendCommand]:
+        """Send or settle everything due at or before `now`, in due-time order."""
+        commands: list[SendCommand] = []
+        if self._has_seasonal:
+            self._materialize_seasonal(draft, now)
+        if not draft.runs or min(r.due for r in draft.runs) > now:
+            return commands  # the common case: an event with nothing due
+        for _ in range(MAX_FIRINGS):
+            due_runs = [r for r in draft.runs if r.due <= now]
+            if not due_runs:
+                break
+            run = min(due_runs, key=lambda r: (r.due, r.journey, r.key, r.trigger_id))
+            self._fire_run(draft, run, now, out, commands)
+        return commands
+
+    def cancelled(
+        self, user_id: str, run: Run, now: datetime, reason: str, event_id: str | None
+    ) -> Decision:
+        journey = self.journeys.get(run.journey)
+        step = journey.steps[run.step] if journey and run.step < len(journey.steps) else None
+        return Decision(
+            user_id=user_id,
+            at=now,
+            outcome="skipped",
+            reason=reason,
+            journey=run.journey,
+            step=step.name if step else None,
+            kind=step.kind if step else None,
+            trigger_event_id=_event_id(journey, run),
+            event_id=event_id,
+        )
+
+    # -- seasonal --------------------------------------------------------------------------
+    def _next_seasonal(self, state: UserState | Draft) -> int | None:
+        if not self._has_seasonal or state.last_active is None:
+            return None
+        tz = zone(state.timezone, self.config.default_timezone)
+        slot = self.timing.next_slot(tz, state.seasonal_cursor)
+        if slot is None:
+            return None
+        journey = self.timing.seasonal_journey(slot)
+        if slot.due - state.last_active > journey.trigger.active_within_ms:
+            return None  # not in the audience; activity recomputes the wake-up
+        return slot.due
+
+    def _materialize_seasonal(self, draft: Draft, now: int) -> None:
+        tz = zone(draft.timezone, self.config.default_timezone)
+        while True:
+            slot = self.timing.next_slot(tz, draft.seasonal_cursor)
+            if slot is None or slot.due > now:
+                return
+            draft.seasonal_cursor = slot.due
+            journey = self.timing.seasonal_journey(slot)
+            active = draft.last_active
+            if active is None or slot.due - active > journey.trigger.active_within_ms:
+                continue  # only users active in the window are the campaign's audience
+            campaign = journey.campaigns[slot.campaign]
+            draft.runs = (
+                *draft.runs,
+                Run(
+                    journey=journey.name,
+                    step=slot.step,
+                    due=slot.due,
+                    started=slot.due,
+                    trigger_id=f"{journey.name}:{campaign.id}",
+                    key=campaign.id,
+                ),
+            )
+
+    # -- one step --------------------------------------------------------------------------
+    def _fire_run(
+        self,
+        draft: Draft,
+        run: Run,
+        now: int,
+        out: list[Decision],
+        commands: list[SendCommand],
+    ) -> None:
+        journey = self.journeys.get(run.journey)
+        others = tuple(r for r in draft.runs if r is not run)
+        if journey is None or run.step >= len(journey.steps):
+            draft.runs = others  # the journey left the config: drop its runs quietly
+            return
+        step = journey.steps[run.step]
+        user_id = draft.user_id
+        variant, holdout = assign(journey, user_id)
+        template, params = step.template, step.params
+        if variant is not None:
+            chosen = next(v for v in journey.variants if v.name == variant)
+            template = chosen.templates.get(step.name, template)
+            params = {**params, **chosen.params.get(step.name, {})}
+        tz = zone(draft.timezone, self.config.default_timezone)
+        verdict = gate(
+            kind=step.kind,
+            due=run.due,
+            now=now,
+            grace_ms=journey.grace_ms,
+            email=draft.email,
+            suppressed=draft.suppressed,
+            consent=draft.consent,
+            unsubscribed=draft.unsubscribed,
+            sent=draft.sent,
+            holdout=holdout,
+            tz=tz,
+            policies=self.policies,
+        )
+        key = idempotency_key(user_id, journey.name, step.name, run.trigger_id)
+        cid = command_id(key)
+        at = from_ms(now, tz)
+        until = None
+        if verdict.verdict == "defer":
+            assert verdict.until is not None  # noqa: S101 (gate sets it for every deferral)
+            until = verdict.until
+        outcome: DecisionOutcome = (
+            "sent"
+            if verdict.verdict == "send"
+            else ("deferred" if until is not None else "skipped")
+        )
+        out.append(
+            Decision(
+                user_id=user_id,
+                at=at,
+                outcome=outcome,
+                reason=verdict.reason,
+                journey=journey.name,
+                step=step.name,
+                kind=step.kind,
+                variant=variant,
+                command_id=cid,
+                idempotency_key=key,
+                trigger_event_id=_event_id(journey, run),
+                until=from_ms(until, tz) if until is not None else None,
+                holdout=holdout,
+            )
+        )
+        if until is not None:
+            draft.runs = (*others, _moved(run, step=run.step, due=until))
+            return
+        if outcome == "sent":
+            commands.append(
+                self._command(
+                    draft, journey, run, step.name, template, params, key, cid, at, variant
+                )
+            )
+        if step.kind == "marketing" and (verdict.verdict == "send" or verdict.reason == "holdout"):
+            if verdict.verdict == "send":
+                draft.sent = remember_send(draft.sent, now, self.policies)
+            touch = Touch(
+                journey=journey.name, step=step.name, variant=variant, at=now, holdout=holdout
+            )
+            draft.touches = (*draft.touches, touch)[-MAX_TOUCHES:]
+        draft.runs = (*others, *self._advance(draft, journey, run, tz))
+
+    def _advance(self, draft: Draft, journey: Journey, run: Run, tz: ZoneInfo) -> tuple[Run, ...]:
+        calendar = journey.trigger.calendar
+        if calendar == "campaigns":
+            return ()
+        if calendar is not None:
+            # Yearly: the same day next year (the key still names the origin date and zone).
+            origin_text = run.key.split("|", 1)[0]
+            origin = date.fromisoformat(origin_text)
+            offset = journey.trigger.years if calendar == "signup" else 0
+            return (
+                self.timing.yearly_run(
+                    journey,
+                    origin,
+                    run.key,
+                    first_year=origin.year + offset,
+                    not_before=run.due + 1,
+                    tz=tz,
+                ),
+            )
+        following = run.step + 1
+        if following >= len(journey.steps):
+            return ()
+        due = self.timing.step_due(journey, following, started=run.started, previous=run.due, tz=tz)
+        return (_moved(run, step=following, due=due),)
+
+    def _command(
+        self,
+        draft: Draft,
+        journey: Journey,
+        run: Run,
+        step: str,
+        template: str,
+        params: Mapping[str, Any],
+        key: str,
+        cid: str,
+        at: datetime,
+        variant: str | None,
+    ) -> SendCommand:
+        campaign = None
+        if journey.trigger.calendar == "campaigns":
+            campaign = next((c for c in journey.campaigns if c.id == run.key), None)
+        variables = build(
+            SendContext(
+                state=draft,
+                run=run,
+                template=template,
+                params=params,
+                key=key,
+                now=at,
+                currency=self.config.currency,
+                delay_scale=self.timing.scale,
+                campaign=campaign,
+            )
+        )
+        return SendCommand(
+            command_id=cid,
+            idempotency_key=key,
+            user_id=draft.user_id,
+            journey=journey.name,
+            step=step,
+            kind=journey.steps[run.step].kind,
+            template=template,
+            locale=draft.locale or self.config.default_locale,
+            to=draft.email or "",
+            created_at=at,
+            variables=variables,
+            variant=variant,
+            trigger_event_id=_event_id(journey, run),
+        )
+
+
+def _moved(run: Run, *, step: int, due: int) -> Run:
+    """`replace(run, step=..., due=...)`, spelled out: replace() is slow on the firing path."""
+    return Run(
+        journey=run.journey,
+        step=step,
+        due=due,
+        started=run.started,
+        trigger_id=run.trigger_id,
+        key=run.key,
+        data=run.data,
+    )
+
+
+def _event_id(journey: Journey | None, run: Run) -> str | None:
+    """The triggering event's id; calendar runs have an occurrence instead, not an event."""
+    if journey is None or journey.trigger.calendar is not None:
+        return None
+    return run.trigger_id

@@ -1,0 +1,80 @@
+"""What the engine returns: new state, commands to emit, decisions with reasons, next wake-up.
+
+A `Decision` is written for every step the engine considered — sent or not, and why — and for
+events it ignored or orders it attributed, so the processor can count them and `nudge simulate`
+can report them. Reasons are short, closed codes (`REASONS`), safe as metric labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Literal
+
+from nudge.commands import Kind, SendCommand
+from nudge.journeys.state import UserState
+from nudge.policy import ContactPolicy
+
+DecisionOutcome = Literal["sent", "skipped", "deferred", "ignored", "conversion", "recorded"]
+
+REASONS: Final[dict[str, DecisionOutcome]] = {
+    "sent": "sent",
+    # skipped: the step is over for this run, nothing was sent
+    "no_consent": "skipped",
+    "unsubscribed": "skipped",
+    "suppressed": "skipped",
+    "no_address": "skipped",
+    "frequency_capped": "skipped",
+    "stale": "skipped",
+    "holdout": "skipped",
+    "exited": "skipped",
+    "deleted": "skipped",
+    # deferred: the step stays pending until `until`
+    "quiet_hours_deferred": "deferred",
+    # ignored events
+    "duplicate_event": "ignored",
+    "unknown_type": "ignored",
+    # conversions (an order after a marketing mail, or after a withheld one for holdout users)
+    "conversion": "conversion",
+    "holdout_conversion": "conversion",
+    # facts recorded from delivery records
+    "address_suppressed": "recorded",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """One thing the engine decided, at virtual or wall-clock time `at`."""
+
+    user_id: str
+    at: datetime
+    outcome: DecisionOutcome
+    reason: str
+    journey: str | None = None
+    step: str | None = None
+    kind: Kind | None = None
+    variant: str | None = None
+    command_id: str | None = None
+    idempotency_key: str | None = None
+    trigger_event_id: str | None = None
+    event_id: str | None = None
+    until: datetime | None = None
+    revenue: float | None = None
+    currency: str | None = None
+    holdout: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """The result of one engine call (docs/dev/contracts.md).
+
+    `state` None means: erase this user (deletion). `wake_at` None means nothing is pending.
+    `policy` is set when consent, unsubscribe or deletion changed (or the user is new), for the
+    processor to publish on the contact-policy topic.
+    """
+
+    state: UserState | None
+    commands: tuple[SendCommand, ...] = ()
+    decisions: tuple[Decision, ...] = ()
+    wake_at: datetime | None = None
+    policy: ContactPolicy | None = None

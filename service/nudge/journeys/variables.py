@@ -1,0 +1,160 @@
+"""The variables each template receives (the table in docs/dev/contracts.md), built at send time.
+
+`CAPTURE` names the trigger properties a run keeps for its template, so that state holds only
+what a mail will need; a template the table does not know keeps all its trigger's properties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Final
+
+from nudge.journeys.config import Campaign
+from nudge.journeys.draft import Draft
+from nudge.journeys.ids import code
+from nudge.journeys.state import Run, UserState
+
+MAX_ITEMS: Final = 20
+_ORDER = ("order_id", "total", "currency", "items")
+CAPTURE: Final[Mapping[str, tuple[str, ...]]] = {
+    "order_confirmation": _ORDER,
+    "shipping_notice": ("order_id", "carrier", "tracking_number", "tracking_url"),
+    "password_reset": ("reset_url", "expires_at"),
+    "email_verification": ("verify_url",),
+    "welcome": (),
+    "onboarding_guide": (),
+    "onboarding_tips": (),
+    "cart_reminder_1": (),
+    "cart_reminder_2": (),
+    "browse_offer": ("product_id", "name"),
+    "first_purchase_thank_you": ("order_id", "total", "currency"),
+    "review_request": ("order_id", "items"),
+    "cross_sell": ("order_id", "items"),
+    "winback_1": (),
+    "winback_2": (),
+    "birthday": (),
+    "anniversary": (),
+    "seasonal_pre_sale": (),
+    "seasonal_launch": (),
+    "seasonal_last_call": (),
+}
+_ITEM_FIELDS = ("product_id", "name", "quantity", "price")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendContext:
+    """What a template's variables may draw on when a step is sent."""
+
+    state: UserState | Draft
+    run: Run
+    template: str
+    params: Mapping[str, Any]
+    key: str
+    now: datetime
+    currency: str
+    delay_scale: float
+    campaign: Campaign | None = None
+
+
+def capture_names(templates: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The trigger properties a journey's templates need; None: keep them all (unknown template)."""
+    names: set[str] = set()
+    for template in templates:
+        wanted = CAPTURE.get(template)
+        if wanted is None:
+            return None
+        names.update(wanted)
+    return tuple(sorted(names))
+
+
+def capture(names: tuple[str, ...] | None, properties: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The named trigger properties (all when `names` is None), items trimmed to MAX_ITEMS."""
+    if names is None:
+        return dict(properties) or None
+    if not names:
+        return None
+    data = {name: properties[name] for name in names if name in properties}
+    if isinstance(data.get("items"), list):
+        data["items"] = [_item(i) for i in data["items"][:MAX_ITEMS] if isinstance(i, Mapping)]
+    return data or None
+
+
+def build(ctx: SendContext) -> dict[str, Any]:
+    """The template's variables, always including `name` (None when unknown)."""
+    data = dict(ctx.run.data or {})
+    variables: dict[str, Any] = {"name": ctx.state.name}
+    template = ctx.template
+    if template in ("cart_reminder_1", "cart_reminder_2"):
+        cart = ctx.state.cart
+        variables["items"] = [
+            {"product_id": p, "name": n, "price": price, "quantity": q} for p, n, price, q in cart
+        ]
+        variables["cart_total"] = _number(sum(price * q for _, _, price, q in cart))
+        variables["currency"] = ctx.currency
+        if template == "cart_reminder_2":
+            _discount(variables, ctx)
+    elif template == "browse_offer":
+        variables["product_id"] = data.get("product_id", ctx.run.key)
+        variables["product_name"] = data.get("name")
+    elif template == "first_purchase_thank_you":
+        variables["order_id"] = data.get("order_id")
+        percent = _coupon_percent(ctx.params, data.get("total"))
+        variables["coupon_percent"] = percent
+        variables["coupon_code"] = code(str(ctx.params.get("code_prefix", "THANKS")), ctx.key)
+    elif template == "winback_1":
+        variables["discount_percent"] = ctx.params.get("discount_percent", 10)
+        variables["coupon_code"] = code(str(ctx.params.get("code_prefix", "COMEBACK")), ctx.key)
+    elif template == "anniversary":
+        variables["years"] = _years(ctx)
+    elif ctx.campaign is not None:
+        variables["campaign"] = ctx.campaign.id
+        variables["campaign_title"] = ctx.campaign.title
+        variables["starts_on"] = ctx.campaign.starts_on.isoformat()
+        variables["ends_on"] = ctx.campaign.ends_on.isoformat()
+    else:
+        wanted = CAPTURE.get(template)
+        for name in wanted if wanted is not None else tuple(data):
+            variables[name] = data.get(name)
+    for name, value in ctx.params.items():
+        # Declared params of custom templates reach the template too (never overriding).
+        if template not in CAPTURE:
+            variables.setdefault(name, value)
+    return variables
+
+
+def _discount(variables: dict[str, Any], ctx: SendContext) -> None:
+    from nudge.journeys.durations import parse_duration_ms
+
+    variables["discount_percent"] = ctx.params.get("discount_percent", 10)
+    variables["discount_code"] = code(str(ctx.params.get("code_prefix", "CART")), ctx.key)
+    valid_ms = parse_duration_ms(str(ctx.params.get("valid_for", "48h")))
+    expires = ctx.now + timedelta(milliseconds=round(valid_ms * ctx.delay_scale))
+    variables["discount_expires_at"] = expires.isoformat()
+
+
+def _coupon_percent(params: Mapping[str, Any], total: Any) -> Any:
+    percent = params.get("coupon_percent", 10)
+    if isinstance(total, int | float):
+        for tier in params.get("coupon_tiers") or ():
+            if isinstance(tier, Mapping) and total < tier.get("below", 0):
+                return tier.get("percent", percent)
+    return percent
+
+
+def _years(ctx: SendContext) -> int | None:
+    # The run's key is "<signup date>|<zone>"; the occurrence is the due date.
+    try:
+        signed = date.fromisoformat(ctx.run.key.split("|", 1)[0])
+    except ValueError:
+        return None
+    return ctx.now.year - signed.year
+
+
+def _item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: item[k] for k in _ITEM_FIELDS if k in item}
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value

@@ -1,0 +1,117 @@
+"""YAML with line numbers, and a collector of problems that each name file, line and field.
+
+`load_yaml` returns plain dicts and lists whose mappings remember the line of every key
+(`Node.line_of`), so the loader can say `journeys.yaml:42: journeys.cart.steps[0].wait.delay`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from nudge.errors import ConfigError
+
+
+class LineDict(dict[Any, Any]):
+    """A mapping from a YAML file that knows where it and each of its keys were written."""
+
+    line: int = 0
+    key_lines: dict[Any, int]
+
+    def line_of(self, key: Any) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
+    loader.flatten_mapping(node)
+    result = LineDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """One thing wrong with a journeys file, where it is, and how to fix it."""
+
+    file: str
+    line: int
+    field: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.file}:{self.line}: {self.field}: {self.message}"
+        return f"{text}\n    hint: {self.hint}" if self.hint else text
+
+
+class JourneysFileError(ConfigError):
+    """A journeys file that cannot be used; `problems` lists every finding with file and line."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class Problems:
+    """Collects problems so that one run of `nudge validate` reports all of them."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.items: list[Problem] = []
+
+    def add(self, line: int, field: str, message: str, hint: str = "") -> None:
+        self.items.append(
+            Problem(file=self.file, line=line, field=field, message=message, hint=hint)
+        )
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise JourneysFileError(self.items)
+
+
+def load_yaml(text: str, file: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        line = mark.line + 1 if mark is not None else 0
+        raise JourneysFileError(
+            [
+                Problem(
+                    file=file,
+                    line=line,
+                    field="(syntax)",
+                    message=str(err.problem or err),
+                    hint="check indentation and quoting near this line",
+                )
+            ]
+        ) from err
+    except yaml.YAMLError as err:
+        raise JourneysFileError(
+            [Problem(file=file, line=0, field="(syntax)", message=str(err))]
+        ) from err
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """`did you mean 'x'?` for the closest choice, or the list of choices when none is close."""
+    options = sorted(choices)
+    close = difflib.get_close_matches(value, options, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "choose one of: " + ", ".join(options)

@@ -1,0 +1,112 @@
+"""`nudge sender`: run the sender until SIGTERM/SIGINT, with /metrics, /livez and /readyz.
+
+Exit codes: 0 after a clean drain, 1 when it stopped on an error (Kafka unreachable, a bug) —
+uncommitted commands are then redelivered to whichever sender runs next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+import structlog
+from aiohttp import web
+from aiokafka.errors import KafkaError
+
+from nudge import logs, metrics
+from nudge.sender.compose import sender_identity
+from nudge.sender.pool import SmtpPool
+from nudge.sender.service import SenderService
+from nudge.settings import Settings
+
+log = structlog.get_logger("nudge.sender")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address for the HTTP endpoints (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="HTTP port for /metrics, /livez, /readyz (default NUDGE_SENDER_PORT or 9465; 0: none)",
+    )
+
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    logs.configure(fmt=settings.log_format, level=settings.log_level)
+    port = settings.sender_metrics_port if args.port is None else args.port
+    return asyncio.run(run(settings, http_port=port, http_host=args.host))
+
+
+def make_pool(settings: Settings) -> SmtpPool:
+    domain = sender_identity(settings.mail_from)[2]
+    return SmtpPool(
+        settings.smtp,
+        max_connections=settings.smtp_max_connections,
+        messages_per_connection=settings.smtp_messages_per_connection,
+        local_hostname=domain,
+    )
+
+
+async def run(settings: Settings, *, http_port: int, http_host: str = "127.0.0.1") -> int:
+    """The whole process: signals, HTTP endpoints, the service; returns the exit code."""
+    metrics.describe_process("sender")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    service = SenderService(settings, mailer=make_pool(settings))
+    runner = await _start_http(service, http_host, http_port) if http_port else None
+    log.info(
+        "sender.starting",
+        smtp=f"{settings.smtp.host}:{settings.smtp.port}",
+        topic_prefix=settings.topic_prefix,
+        http_port=http_port,
+    )
+    if not settings.public_base_url.startswith("https://"):
+        log.warning(
+            "sender.links_not_https",
+            public_base_url=settings.public_base_url,
+            hint="RFC 8058 one-click unsubscribe needs an https URL: set NUDGE_PUBLIC_URL",
+        )
+    try:
+        return await service.run(stop)
+    except KafkaError as err:
+        log.error(
+            "sender.kafka_unreachable",
+            bootstrap=settings.kafka_bootstrap_servers,
+            error=repr(err),
+            hint="start a broker (make kafka) or set KAFKA_BOOTSTRAP_SERVERS",
+        )
+        return 1
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
+async def _start_http(service: SenderService, host: str, port: int) -> web.AppRunner:
+    async def metrics_view(_: web.Request) -> web.Response:
+        body, content_type = metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def livez(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        if service.ready:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready\n")
+
+    app = web.Application()
+    app.add_routes(
+        [web.get("/metrics", metrics_view), web.get("/livez", livez), web.get("/readyz", readyz)]
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

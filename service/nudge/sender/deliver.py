@@ -1,0 +1,334 @@
+"""One send command, start to outcome: the decisions of the sender, over two seams.
+
+`Delivery.handle` decodes the record, takes the idempotency key's lock (two copies of one command
+in this process never race), checks the ledger (already sent → `duplicate`), the suppression
+list and contact policy (→ `suppressed`), waits for the recipient domain's throttle, renders and
+builds the mail (a broken template → dead-letter + `failed`), records `sending` in the ledger
+(acknowledged before the SMTP transaction starts), sends through the `Mailer`, classifies the
+reply and records the outcome: the ledger, a delivery record, and a retry, suppression or dead
+letter. It returns only when every one of those writes is acknowledged — then, and only then,
+may the offset be committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+
+from nudge import metrics
+from nudge.codec import decode_command, encode_delivery
+from nudge.commands import DeliveryRecord, DeliveryStatus, SendCommand
+from nudge.deadletter import Source, headers
+from nudge.errors import InvalidCommand, PermanentError
+from nudge.logs import mask_email
+from nudge.sender.classify import CONNECTION_ERROR, Reply, Verdict, classify
+from nudge.sender.compose import Composed, compose
+from nudge.sender.ledger import LEDGER_TOPIC, KeyLedger, KeyState, encode_entry
+from nudge.sender.pool import Mailer
+from nudge.sender.render import Renderer
+from nudge.sender.retry import plan_retry, retry_headers
+from nudge.sender.suppression import SUPPRESSIONS_TOPIC, Gate, address_key, encode_suppression
+from nudge.sender.throttle import DomainThrottle
+from nudge.settings import Settings
+from nudge.topics import Topics
+
+log = structlog.get_logger("nudge.sender")
+
+
+class Outputs(Protocol):
+    """Where outcomes go (Kafka in production); `write` returns once the write is durable."""
+
+    async def write(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None: ...
+
+
+class RecordingOutputs:
+    """A fake `Outputs` for unit tests: a list of (topic, key, value, headers)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
+
+    async def write(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        self.records.append((topic, key, value, list(headers or [])))
+
+
+class KeyLocks:
+    """One asyncio lock per idempotency key in use, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+async def _recorded() -> None:
+    """The `before_data` hook: "sending" is already acknowledged when the transaction starts."""
+
+
+class Delivery:
+    """The per-command logic of the sender; stateless apart from the shared views it is given."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        mailer: Mailer,
+        renderer: Renderer,
+        ledger: KeyLedger,
+        gate: Gate,
+        outputs: Outputs,
+        throttle: DomainThrottle,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rand: Callable[[], float] = random.random,
+        slots: int = 32,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.mailer = mailer
+        self.renderer = renderer
+        self.ledger = ledger
+        self.gate = gate
+        self.outputs = outputs
+        self.throttle = throttle
+        self.clock = clock
+        self.rand = rand
+        self.locks = KeyLocks()
+        # Bounds the mails between render and SMTP reply. Small (a few per SMTP connection):
+        # rendering far ahead of the connections fills the event loop with CPU work that delays
+        # every SMTP reply (docs/sender.md, Performance).
+        # Taken after the domain throttle, so mail waiting for a slow carrier's bucket never
+        # holds up mail to other domains.
+        self.slots = asyncio.Semaphore(max(1, slots))
+
+    async def handle(self, record: Any, attempt: int) -> None:
+        """Process one consumed record (a command, or a retry of one) to a recorded outcome."""
+        source = Source(topic=record.topic, partition=record.partition, offset=record.offset)
+        try:
+            command = decode_command(record.value)
+        except InvalidCommand as err:
+            log.warning("sender.invalid_command", reason=err.reason, error=str(err))
+            await self._dead_letter(record, source, err)
+            return
+        bound = log.bind(
+            command_id=command.command_id,
+            user_id=command.user_id,
+            journey=command.journey,
+            step=command.step,
+            to=mask_email(command.to),
+            attempt=attempt,
+        )
+        async with self.locks.hold(command.idempotency_key):
+            await self._deliver(command, record, source, attempt, bound)
+
+    async def _deliver(
+        self,
+        command: SendCommand,
+        record: Any,
+        source: Source,
+        attempt: int,
+        bound: Any,
+    ) -> None:
+        key = command.idempotency_key
+        if self.ledger.is_done(key):
+            bound.info("sender.duplicate")
+            await self._record(command, "duplicate", attempt, reason="already_sent")
+            return
+        blocked = self.gate.blocked(command)
+        if blocked is not None:
+            bound.info("sender.suppressed", reason=blocked)
+            await self._record(command, "suppressed", attempt, reason=blocked)
+            return
+        await self.throttle.acquire(command.to)
+        async with self.slots:
+            try:
+                composed = compose(
+                    command, settings=self.settings, renderer=self.renderer, now=self.clock()
+                )
+            except PermanentError as err:
+                bound.warning("sender.unrenderable", reason=err.reason, error=str(err))
+                await asyncio.gather(
+                    self._dead_letter(record, source, err),
+                    self._record(command, "failed", attempt, reason=err.reason),
+                )
+                return
+            # "sending" must be durable before DATA. It is awaited *before* a pooled connection
+            # is taken: the broker round trip (tens of ms on a busy host) then never holds an
+            # SMTP connection, and the `slots` mails in flight share one produce request. The
+            # price: after a crash, mails that had not reached DATA yet (at most `slots`) also
+            # look ambiguous and are resent, though never sent: the count is an upper bound.
+            await self._ledger(command, "sending")
+            reply = await self.mailer.send(
+                composed.envelope_from,
+                composed.recipient,
+                composed.raw,
+                before_data=_recorded,
+            )
+        verdict = classify(reply)
+        bound = bound.bind(smtp_code=reply.code, stage=reply.stage, action=verdict.action)
+        await self._outcome(command, record, source, attempt, composed, reply, verdict, True)
+        bound.info("sender.outcome", reason=verdict.reason)
+
+    async def _outcome(
+        self,
+        command: SendCommand,
+        record: Any,
+        source: Source,
+        attempt: int,
+        composed: Composed,
+        reply: Reply,
+        verdict: Verdict,
+        marked: bool,
+    ) -> None:
+        code = reply.code if reply.code != CONNECTION_ERROR else None
+        common: dict[str, Any] = {"smtp_code": code, "smtp_enhanced_code": verdict.enhanced}
+        writes = []
+        if verdict.action == "sent":
+            metrics.SMTP_ATTEMPTS.labels(result="sent").inc()
+            writes += [
+                self._ledger(command, "sent"),
+                self._record(command, "sent", attempt, message_id=composed.message_id, **common),
+            ]
+        elif verdict.action == "retry":
+            result = "connection_error" if reply.code == CONNECTION_ERROR else "deferred"
+            metrics.SMTP_ATTEMPTS.labels(result=result).inc()
+            if marked:
+                writes.append(self._ledger(command, "deferred"))
+            if attempt >= self.settings.send_max_attempts:
+                error = PermanentError(
+                    f"gave up after {attempt} attempts; last reply {reply.code} "
+                    f"{reply.message[:200]!r} at {reply.stage}",
+                    reason="retries_exhausted",
+                )
+                writes += [
+                    self._dead_letter(record, source, error),
+                    self._record(command, "failed", attempt, reason="retries_exhausted", **common),
+                ]
+            else:
+                plan = plan_retry(
+                    topics=self.topics,
+                    failed_attempt=attempt,
+                    now=self.clock().timestamp(),
+                    base_seconds=self.settings.send_retry_base_seconds,
+                    rand=self.rand(),
+                )
+                metrics.RETRIES.inc()
+                writes += [
+                    self.outputs.write(
+                        plan.topic,
+                        record.key,
+                        record.value,
+                        retry_headers(plan, f"{reply.code} {reply.message}"),
+                    ),
+                    self._record(command, "deferred", attempt, reason=verdict.reason, **common),
+                ]
+        elif verdict.action == "bounce":
+            metrics.SMTP_ATTEMPTS.labels(result="bounced").inc()
+            metrics.SUPPRESSIONS.labels(reason="bounce").inc()
+            address = address_key(command.to)
+            value = encode_suppression(
+                address, reason="bounce", code=verdict.enhanced, at=self.clock()
+            )
+            self.gate.apply_suppression(address, value)
+            topic = self.topics.internal(SUPPRESSIONS_TOPIC)
+            writes += [
+                self.outputs.write(topic, address.encode(), value),
+                self._record(command, "bounced", attempt, reason=verdict.reason, **common),
+            ]
+            if marked:
+                writes.append(self._ledger(command, "bounced"))
+        else:
+            metrics.SMTP_ATTEMPTS.labels(result="failed").inc()
+            error = PermanentError(
+                f"the SMTP server refused the message permanently: {reply.code} "
+                f"{reply.message[:200]!r} at {reply.stage}",
+                reason=verdict.reason,
+            )
+            writes += [
+                self._dead_letter(record, source, error),
+                self._record(command, "failed", attempt, reason=verdict.reason, **common),
+            ]
+            if marked:
+                writes.append(self._ledger(command, "failed"))
+        await asyncio.gather(*writes)
+
+    async def _ledger(self, command: SendCommand, state: KeyState) -> None:
+        self.ledger.record(command.idempotency_key, state)
+        value = encode_entry(state, command_id=command.command_id, at=self.clock())
+        topic = self.topics.internal(LEDGER_TOPIC)
+        await self.outputs.write(topic, command.idempotency_key.encode(), value)
+
+    async def _record(
+        self,
+        command: SendCommand,
+        status: DeliveryStatus,
+        attempt: int,
+        *,
+        reason: str | None = None,
+        smtp_code: int | None = None,
+        smtp_enhanced_code: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        record = DeliveryRecord(
+            command_id=command.command_id,
+            idempotency_key=command.idempotency_key,
+            user_id=command.user_id,
+            status=status,
+            attempt=attempt,
+            at=self.clock(),
+            smtp_code=smtp_code,
+            smtp_enhanced_code=smtp_enhanced_code,
+            message_id=message_id,
+            journey=command.journey,
+            step=command.step,
+            variant=command.variant,
+            kind=command.kind,
+            to=command.to,
+            reason=reason,
+        )
+        metrics.DELIVERIES.labels(
+            status=status,
+            journey=command.journey,
+            step=command.step,
+            variant=command.variant or metrics.NO_VARIANT,
+        ).inc()
+        await self.outputs.write(
+            self.topics.deliveries, command.user_id.encode(), encode_delivery(record)
+        )
+
+    async def _dead_letter(self, record: Any, source: Source, error: PermanentError) -> None:
+        metrics.DEAD_LETTERED.labels(source="send-commands", reason=error.reason).inc()
+        await self.outputs.write(
+            Topics.dead_letter(self.topics.send_commands),
+            record.key,
+            record.value,
+            headers(error, source, failed_at=self.clock().isoformat()),
+        )

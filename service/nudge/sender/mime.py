@@ -1,0 +1,179 @@
+"""Building the bytes of one mail (SPEC §5): pure, no I/O, no clock.
+
+A `multipart/alternative` message with a text and an HTML part, CRLF line endings, 7-bit clean
+(base64 bodies, RFC 2047 encoded words in headers), so it passes any SMTP server without
+8BITMIME or SMTPUTF8. UTF-8 by default; ISO-2022-JP for legacy Japanese carrier domains when the
+text can be expressed in it (otherwise UTF-8 again: a readable mail beats a rejected one).
+
+Every header value is checked first: a CR, LF or other control character anywhere is an
+`InvalidCommand` with reason `unsafe_header` — the command is dead-lettered, never "cleaned".
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from email.header import Header
+from email.utils import format_datetime, formataddr, parseaddr
+from typing import Final, Literal
+
+from nudge.codec import is_clean_text, is_valid_email
+from nudge.errors import InvalidCommand
+
+Charset = Literal["utf-8", "iso-2022-jp"]
+CRLF: Final = "\r\n"
+MAX_NAME_CHARS: Final = 100
+_PY_CODEC: Final = {"utf-8": "utf-8", "iso-2022-jp": "iso2022_jp"}
+# Raw bytes per encoded word: `=?charset?b?…?=` stays within 75 characters (RFC 2047) and
+# the first line, "Subject: " included, within 78 (RFC 5322).
+_WORD_BYTES: Final = {"utf-8": 42, "iso-2022-jp": 36}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mail:
+    """Everything that goes into one message; `headers` are extra (X-Nudge-*, List-*)."""
+
+    message_id: str
+    date: datetime
+    sender: str  # the From header as configured, e.g. "Nudge Shop <shop@example.com>"
+    to_address: str
+    to_name: str | None
+    subject: str
+    text: str
+    html: str
+    headers: tuple[tuple[str, str], ...] = ()
+    charset: Charset = "utf-8"
+
+
+def message_id_for(idempotency_key: str, domain: str) -> str:
+    """Deterministic: a resend after an ambiguous crash carries the same Message-ID, which lets
+    receiving systems and mail clients fold the two copies into one."""
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
+
+
+def check_header(name: str, value: str) -> str:
+    """`value` if it may go into header `name`; `InvalidCommand(reason=unsafe_header)` if not."""
+    if not is_clean_text(value):
+        raise InvalidCommand(
+            f"the {name} header would contain a control character (CR/LF?): {value[:60]!r}; "
+            "fix the value at its source (event or template)",
+            reason="unsafe_header",
+        )
+    return value
+
+
+def build(mail: Mail) -> bytes:
+    """The complete message as bytes with CRLF line endings."""
+    charset = mail.charset
+    if charset != "utf-8" and not _encodable(mail, charset):
+        charset = "utf-8"
+    if not is_valid_email(mail.to_address):
+        raise InvalidCommand(f"recipient {mail.to_address!r} is not an email address")
+    for name, value in (
+        ("Message-ID", mail.message_id),
+        ("From", mail.sender),
+        ("Subject", mail.subject),
+        *mail.headers,
+    ):
+        check_header(name, value)
+    if mail.to_name is not None:
+        check_header("To", mail.to_name)
+    boundary = "=_nudge_" + hashlib.sha256(mail.message_id.encode()).hexdigest()[:24]
+    lines = [
+        f"Message-ID: {mail.message_id}",
+        f"Date: {format_datetime(mail.date)}",
+        f"From: {_address(mail.sender, charset)}",
+        f"To: {_to(mail.to_name, mail.to_address, charset)}",
+        f"Subject: {_encode_text('Subject', mail.subject, charset)}",
+        "MIME-Version: 1.0",
+        *(f"{name}: {value}" for name, value in mail.headers),
+        f'Content-Type: multipart/alternative; boundary="{boundary}"',
+        "",
+        "This is a multi-part message in MIME format.",
+        f"--{boundary}",
+        *_part("text/plain", mail.text, charset),
+        f"--{boundary}",
+        *_part("text/html", mail.html, charset),
+        f"--{boundary}--",
+        "",
+    ]
+    return CRLF.join(lines).encode("ascii")
+
+
+def _encodable(mail: Mail, charset: Charset) -> bool:
+    try:
+        for text in (mail.subject, mail.text, mail.html, mail.to_name or ""):
+            text.encode(_PY_CODEC[charset])
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _encode_text(header_name: str, value: str, charset: Charset) -> str:
+    """RFC 2047 `B` encoded words of at most 75 characters, folded; plain ASCII stays plain."""
+    if value.isascii():
+        if len(header_name) + len(value) < 76:
+            return value
+        return Header(value, "us-ascii", header_name=header_name).encode(linesep=CRLF)
+    return f"{CRLF} ".join(_encoded_words(value, charset))
+
+
+def _encoded_words(value: str, charset: Charset) -> list[str]:
+    # email.header.Header does the same, several times slower; this runs for every mail.
+    codec = _PY_CODEC[charset]
+    limit = _WORD_BYTES[charset]
+    words: list[str] = []
+    chunk = ""
+    size = 0
+    stateful = charset == "iso-2022-jp"  # escape sequences: measure the whole chunk
+    for char in value:
+        width = len(char.encode(codec))
+        grown = len((chunk + char).encode(codec)) if stateful else size + width
+        if chunk and grown > limit:
+            words.append(_word(chunk, charset))
+            chunk, size = "", 0
+            grown = len(char.encode(codec)) if stateful else width
+        chunk += char
+        size = grown
+    if chunk:
+        words.append(_word(chunk, charset))
+    return words
+
+
+def _word(text: str, charset: Charset) -> str:
+    data = base64.b64encode(text.encode(_PY_CODEC[charset])).decode("ascii")
+    return f"=?{charset}?b?{data}?="
+
+
+def _to(name: str | None, address: str, charset: Charset) -> str:
+    if not name or not name.strip():
+        return address
+    name = name[:MAX_NAME_CHARS]
+    if name.isascii() and "=?" not in name:
+        return formataddr((name, address))
+    # Non-ASCII, or ASCII that a reader would decode as an encoded word: encode it ourselves.
+    return f"{f'{CRLF} '.join(_encoded_words(name, charset))} <{address}>"
+
+
+@functools.lru_cache(maxsize=16)
+def _address(configured: str, charset: Charset) -> str:
+    name, address = parseaddr(configured)
+    if not address or "@" not in address:
+        raise InvalidCommand(f"NUDGE_MAIL_FROM={configured!r} has no address")
+    return _to(name or None, address, charset)
+
+
+def _part(content_type: str, body: str, charset: Charset) -> list[str]:
+    normalised = body.replace("\r\n", "\n").replace("\r", "\n")
+    data = normalised.replace("\n", CRLF).encode(_PY_CODEC[charset])
+    encoded = base64.encodebytes(data).decode("ascii").rstrip("\n").split("\n")
+    return [
+        f'Content-Type: {content_type}; charset="{charset}"',
+        "Content-Transfer-Encoding: base64",
+        "",
+        *encoded,
+    ]

@@ -1,0 +1,241 @@
+"""Rendering a mail template (subject, text, HTML) and the `nudge render` preview command.
+
+Templates live in `nudge/templates/<locale>/<name>.subject.txt`, `<name>.txt` and `<name>.html`
+(see docs/templates.md). HTML is autoescaped, every variable is strict (`StrictUndefined`): a
+missing variable is a `TemplateError` naming the template and the variable, never an empty hole.
+An unknown locale falls back to `ja`, the SPEC §8 default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Final
+
+import jinja2
+import orjson
+
+from nudge.codec import is_clean_text
+from nudge.errors import TemplateError
+from nudge.settings import Settings
+
+TEMPLATE_ROOT: Final = Path(__file__).resolve().parent.parent / "templates"
+DEFAULT_LOCALE: Final = "ja"
+LOCALES: Final = ("ja", "en")
+PARTS: Final = ("subject.txt", "txt", "html")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
+_UNDEFINED = re.compile(r"'([^']+)' (?:is undefined|has no attribute '([^']+)')")
+_ZERO_DECIMAL_CURRENCIES: Final = frozenset({"JPY", "KRW", "VND", "CLP", "ISK"})
+_EN_MONTHS: Final = [
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenderedMail:
+    """The three visible parts of one mail, in the locale actually used."""
+
+    template: str
+    locale: str
+    subject: str
+    text: str
+    html: str
+
+
+def resolve_locale(locale: str | None) -> str:
+    """`ja`, `ja-JP`, `en_US` → a shipped locale; anything else → `ja` (SPEC default)."""
+    if locale:
+        language = locale.replace("_", "-").split("-", 1)[0].lower()
+        if language in LOCALES:
+            return language
+    return DEFAULT_LOCALE
+
+
+class Renderer:
+    """Compiles templates once (Jinja caches them) and renders them with strict variables."""
+
+    def __init__(self, root: Path = TEMPLATE_ROOT) -> None:
+        self.root = root
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(root)),
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+            auto_reload=False,
+        )
+        self.env.filters["money"] = money
+        self.env.filters["when"] = when
+
+    def template_names(self) -> list[str]:
+        """Every mail template shipped for the default locale (layouts start with `_`)."""
+        return sorted(
+            path.name.removesuffix(".subject.txt")
+            for path in (self.root / DEFAULT_LOCALE).glob("*.subject.txt")
+            if not path.name.startswith("_")
+        )
+
+    def render(
+        self, template: str, locale: str | None, variables: Mapping[str, Any]
+    ) -> RenderedMail:
+        """Render all three parts, or raise `TemplateError` saying which template and variable."""
+        if not _NAME.match(template):
+            raise TemplateError(f"template name {template!r} is not a plain name like welcome")
+        used = resolve_locale(locale)
+        context = {"name": None, **variables, "locale": used}
+        parts: list[str] = []
+        for suffix in PARTS:
+            path = f"{used}/{template}.{suffix}"
+            try:
+                parts.append(self.env.get_template(path).render(context))
+            except jinja2.TemplateNotFound as err:
+                raise TemplateError(
+                    f"template {template!r} has no {err.name} (locale {used}); add it under "
+                    f"nudge/templates/ or fix the journey's template name",
+                    reason="template_not_found",
+                ) from err
+            except jinja2.TemplateSyntaxError as err:
+                raise TemplateError(
+                    f"template {err.name or path} line {err.lineno}: {err.message}"
+                ) from err
+            except jinja2.UndefinedError as err:
+                raise TemplateError(
+                    f"template {path}: variable {_variable(err)!r} is missing from the command "
+                    f"({err.message})",
+                    reason="missing_variable",
+                ) from err
+            except (TypeError, ValueError, ArithmeticError) as err:
+                raise TemplateError(
+                    f"template {path}: a variable has the wrong type: {err}"
+                ) from err
+        # A subject template renders one line; a CR/LF (or any control character) in it came from
+        # a variable and could forge a header: refuse it rather than quietly clean it.
+        if not is_clean_text(parts[0]):
+            raise TemplateError(
+                f"template {used}/{template}.subject.txt renders a control character (CR/LF?) "
+                "from a variable into the Subject header",
+                reason="unsafe_header",
+            )
+        subject = parts[0].strip()
+        if not subject:
+            raise TemplateError(f"template {used}/{template}.subject.txt renders an empty subject")
+        return RenderedMail(
+            template=template, locale=used, subject=subject, text=parts[1] + "\n", html=parts[2]
+        )
+
+
+def money(amount: Any, currency: str = "JPY", *, locale: str | None = None) -> str:
+    """4800, JPY → `¥4,800`; 12.5, USD → `12.50 USD`. Numbers as strings are accepted."""
+    try:
+        value = Decimal(str(amount))
+    except InvalidOperation as err:
+        raise ValueError(f"{amount!r} is not an amount") from err
+    code = str(currency).upper()
+    if code in _ZERO_DECIMAL_CURRENCIES:
+        text = f"{value:,.0f}"
+        return f"¥{text}" if code == "JPY" else f"{text} {code}"
+    return f"{value:,.2f} {code}"
+
+
+@jinja2.pass_context
+def when(context: Any, value: Any) -> str:
+    """An ISO date or timestamp as readers expect it, in the mail's locale (offset as given)."""
+    parsed: date | datetime
+    if isinstance(value, date):
+        parsed = value
+    else:
+        text = str(value)
+        try:
+            parsed = datetime.fromisoformat(text) if "T" in text else date.fromisoformat(text)
+        except ValueError:
+            return text  # already human text (e.g. "12月1日"); show it as written
+    is_ja = context.get("locale") == "ja"
+    if isinstance(parsed, datetime):
+        if is_ja:
+            return f"{parsed.year}年{parsed.month}月{parsed.day}日 {parsed:%H:%M}"
+        return f"{parsed.day} {_EN_MONTHS[parsed.month - 1]} {parsed.year}, {parsed:%H:%M}"
+    if is_ja:
+        return f"{parsed.year}年{parsed.month}月{parsed.day}日"
+    return f"{parsed.day} {_EN_MONTHS[parsed.month - 1]} {parsed.year}"
+
+
+def sample_variables() -> dict[str, dict[str, Any]]:
+    """Sample variables per template (`templates/samples.json`), for previews and tests."""
+    data: dict[str, dict[str, Any]] = orjson.loads((TEMPLATE_ROOT / "samples.json").read_bytes())
+    data.pop("_comment", None)
+    return data
+
+
+def _variable(err: jinja2.UndefinedError) -> str:
+    match = _UNDEFINED.search(err.message or "")
+    if not match:
+        return "?"
+    return match.group(2) or match.group(1)
+
+
+# `nudge render` --------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("template", help="template name, e.g. order_confirmation")
+    parser.add_argument("--locale", default=DEFAULT_LOCALE, help="ja (default) or en")
+    parser.add_argument(
+        "--vars", type=Path, help="JSON file with the variables (default: the template's samples)"
+    )
+    parser.add_argument(
+        "--kind",
+        choices=("transactional", "marketing"),
+        default="transactional",
+        help="marketing adds the unsubscribe link and headers",
+    )
+    parser.add_argument("--to", default="hana@example.jp", help="recipient for the preview")
+    parser.add_argument("--eml", type=Path, help="write the complete MIME message to this file")
+
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    from nudge.sender.compose import preview_message
+
+    variables: dict[str, Any] = sample_variables().get(args.template, {})
+    if args.vars is not None:
+        try:
+            variables = orjson.loads(args.vars.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as err:
+            print(f"nudge render: cannot read --vars {args.vars}: {err}", file=sys.stderr)
+            return 2
+    try:
+        mail, raw = preview_message(
+            settings,
+            template=args.template,
+            locale=args.locale,
+            kind=args.kind,
+            to=args.to,
+            variables=variables,
+        )
+    except TemplateError as err:
+        print(f"nudge render: {err}", file=sys.stderr)
+        return 1
+    if args.eml is not None:
+        args.eml.parent.mkdir(parents=True, exist_ok=True)
+        args.eml.write_bytes(raw)
+        print(f"wrote {args.eml} ({len(raw)} bytes, locale {mail.locale})")
+        return 0
+    print(f"Subject: {mail.subject}\n\n--- text ---\n{mail.text}\n--- html ---\n{mail.html}")
+    return 0

@@ -1,0 +1,72 @@
+"""The last-moment gate: suppressed addresses and each user's contact policy (pure).
+
+Suppressions live in the compacted topic `<prefix>internal.suppressions` (key: the lower-cased
+address); the sender writes one when a 5.1.x reply proves the address bad. Contact policies come
+from the processor on `<prefix>internal.contact-policy` (`nudge.policy`). Both are rebuilt at
+start and tailed, and checked right before sending, because state may have changed since the
+command was made (SPEC §8: unsubscribe is effective for the next mail).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+import orjson
+
+from nudge.commands import SendCommand
+from nudge.errors import InvalidCommand
+from nudge.policy import ContactPolicy, decode_policy
+
+SUPPRESSIONS_TOPIC: Final = "suppressions"  # under Topics.internal()
+
+
+def address_key(address: str) -> str:
+    return address.strip().lower()
+
+
+def encode_suppression(address: str, *, reason: str, code: str | None, at: datetime) -> bytes:
+    return orjson.dumps(
+        {"address": address_key(address), "reason": reason, "smtp_enhanced_code": code, "at": at}
+    )
+
+
+@dataclass(slots=True)
+class Gate:
+    """Suppressed addresses and contact policies, as known to this sender right now."""
+
+    suppressed: dict[str, str] = field(default_factory=dict)
+    policies: dict[str, ContactPolicy] = field(default_factory=dict)
+
+    def apply_suppression(self, key: str, raw: bytes | None) -> None:
+        if raw is None:  # a tombstone lifts the suppression (an operator's decision)
+            self.suppressed.pop(key, None)
+            return
+        try:
+            reason = str(orjson.loads(raw).get("reason") or "bounce")
+        except (orjson.JSONDecodeError, AttributeError):
+            reason = "bounce"
+        self.suppressed[key] = reason
+
+    def apply_policy(self, user_id: str, raw: bytes | None) -> None:
+        if raw is None:
+            self.policies.pop(user_id, None)
+            return
+        try:
+            self.policies[user_id] = decode_policy(raw)
+        except InvalidCommand:
+            return  # unreadable: keep the previous policy rather than guess
+
+    def blocked(self, command: SendCommand) -> str | None:
+        """Why `command` must not be sent now (a short reason), or None to go ahead."""
+        if address_key(command.to) in self.suppressed:
+            return "suppressed_address"
+        policy = self.policies.get(command.user_id)
+        if policy is None:
+            return None  # the processor checked consent when it made the command
+        if policy.deleted:
+            return "user_deleted"
+        if not policy.allows(command.kind):
+            return "no_marketing_consent"
+        return None

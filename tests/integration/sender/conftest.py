@@ -1,0 +1,77 @@
+"""Fixtures for the sender against the real Kafka and a real SMTP server (aiosmtpd on loopback).
+
+Every test gets its own topic prefix (so its own consumer group), its own sink on a free port,
+and short retry delays. Servers and sender tasks are stopped by fixture finalizers, also when a
+test fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from senderkit import Cluster
+
+from nudge.sender.cli import make_pool
+from nudge.sender.service import SenderService
+from nudge.sender.sink import Faults, SmtpSink
+from nudge.settings import Settings, SmtpSettings
+
+
+@pytest.fixture
+async def sink(tmp_path: Path) -> AsyncIterator[SmtpSink]:
+    server = SmtpSink(tmp_path / "maildir", faults=Faults(seed=7))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def sender_settings(make_settings: Callable[..., Settings], sink: SmtpSink) -> Settings:
+    return make_settings(
+        smtp=SmtpSettings(host="127.0.0.1", port=sink.port, timeout=5.0),
+        send_retry_base_seconds=0.3,
+        send_max_attempts=4,
+        sender_metrics_port=0,
+        mail_from="Nudge Shop <shop@example.com>",
+        public_base_url="https://nudge.example.com",
+    )
+
+
+@pytest.fixture
+async def cluster(sender_settings: Settings) -> AsyncIterator[Cluster]:
+    producer = AIOKafkaProducer(bootstrap_servers=sender_settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        yield Cluster(settings=sender_settings, producer=producer)
+    finally:
+        await producer.stop()
+
+
+@pytest.fixture
+async def start_sender(
+    sender_settings: Settings,
+) -> AsyncIterator[Callable[..., asyncio.Task[int]]]:
+    """Start an in-process sender (as many as asked); all are drained at the end."""
+    running: list[tuple[asyncio.Event, asyncio.Task[int]]] = []
+
+    def start(settings: Settings | None = None) -> asyncio.Task[int]:
+        chosen = settings or sender_settings
+        stop = asyncio.Event()
+        service = SenderService(chosen, mailer=make_pool(chosen))
+        task = asyncio.create_task(service.run(stop))
+        running.append((stop, task))
+        return task
+
+    yield start
+    for stop, _ in running:
+        stop.set()
+    for _, task in running:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 30)

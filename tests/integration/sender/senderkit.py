@@ -1,0 +1,96 @@
+"""Helpers for the sender's integration tests: command factory and a view of the test's topics.
+
+A plain module (not conftest) so tests can import it; pytest puts this directory on sys.path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from nudge.codec import decode_delivery, encode_command
+from nudge.commands import DeliveryRecord, SendCommand
+from nudge.settings import Settings
+from nudge.topics import Topics
+
+
+def make_command(**overrides: Any) -> SendCommand:
+    """An order confirmation for 山田 花子, unique per call unless ids are given."""
+    unique = uuid.uuid4().hex[:10]
+    base: dict[str, Any] = {
+        "command_id": f"c-{unique}",
+        "idempotency_key": f"k-{unique}",
+        "user_id": f"u-{unique}",
+        "journey": "order_confirmation",
+        "step": "confirmation",
+        "kind": "transactional",
+        "template": "order_confirmation",
+        "locale": "ja",
+        "to": f"hana-{unique}@example.jp",
+        "created_at": datetime(2026, 11, 22, 10, 15, tzinfo=UTC),
+        "variables": {
+            "name": "山田 花子",
+            "order_id": f"o-{unique}",
+            "total": 9600,
+            "currency": "JPY",
+            "items": [{"name": "急須セット", "quantity": 2, "price": 4800}],
+        },
+    }
+    base.update(overrides)
+    return SendCommand(**base)
+
+
+@dataclass
+class Cluster:
+    """The test's view of Kafka: publish commands, read what the sender wrote."""
+
+    settings: Settings
+    producer: AIOKafkaProducer
+    topics: Topics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.topics = Topics(self.settings.topic_prefix)
+
+    async def send(self, *commands: SendCommand, raw: bytes | None = None) -> None:
+        for command in commands:
+            await self.producer.send_and_wait(
+                self.topics.send_commands, encode_command(command), key=command.user_id.encode()
+            )
+        if raw is not None:
+            await self.producer.send_and_wait(self.topics.send_commands, raw, key=b"u-raw")
+
+    async def read(self, topic: str, count: int, limit: float = 30.0) -> list[Any]:
+        """At least `count` records of `topic` from the beginning (fails after `limit` s)."""
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        records: list[Any] = []
+        try:
+            async with asyncio.timeout(limit):
+                while len(records) < count:
+                    batch = await consumer.getmany(timeout_ms=200)
+                    for items in batch.values():
+                        records.extend(items)
+        finally:
+            await consumer.stop()
+        return records
+
+    async def deliveries(self, count: int, limit: float = 30.0) -> list[DeliveryRecord]:
+        records = await self.read(self.topics.deliveries, count, limit)
+        return [decode_delivery(r.value) for r in records]
+
+    async def settle(self, topic: str, expected: int, quiet: float = 1.5) -> list[Any]:
+        """Wait for `expected` records, then `quiet` more seconds to catch any extra ones."""
+        await self.read(topic, expected)
+        await asyncio.sleep(quiet)
+        return await self.read(topic, expected)

@@ -1,0 +1,143 @@
+"""onboarding, winback, birthday, anniversary and seasonal (SPEC §8), in several time zones."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from journeys.kit import BERLIN, HANA, NEW_YORK, TOKYO, at, ev, order, play, signup
+from nudge.events import Event
+
+T0 = at("2026-11-22 10:00")
+
+
+def login(when: str, **kw: Any) -> Event:
+    return ev("user.logged_in", at(when), **kw)
+
+
+def test_onboarding_guides_after_a_day_and_tips_after_three() -> None:
+    """Sign-up at 10:00: guide the next day at 10:00, tips three days after sign-up."""
+    played = play([signup(T0)], until=at("2026-11-30 00:00"))
+    assert played.mails("onboarding") == [
+        ("onboarding", "guide", "2026-11-23 10:00"),
+        ("onboarding", "tips", "2026-11-25 10:00"),
+    ]
+
+
+def test_unsubscribing_ends_onboarding() -> None:
+    """An unsubscribe after sign-up cancels the pending tips; the reason is `unsubscribed`."""
+    played = play(
+        [signup(T0), ev("user.unsubscribed", at("2026-11-24 10:00"), scope="marketing")],
+        until=at("2026-11-30 00:00"),
+    )
+    assert played.steps("onboarding") == ["guide"]
+    assert ("tips", "unsubscribed") in played.reasons("onboarding")
+
+
+def test_winback_after_30_and_180_days_without_activity() -> None:
+    """Last activity on 22 Nov: winback_1 (10 % off) 30 days later, winback_2 after 180."""
+    played = play([login("2026-11-22 10:00", user=HANA)], until=at("2027-06-01 00:00"))
+    assert played.mails("winback") == [
+        ("winback", "winback_1", "2026-12-22 10:00"),
+        ("winback", "winback_2", "2027-05-21 10:00"),
+    ]
+    first = next(c for c in played.commands if c.step == "winback_1")
+    assert first.variables["discount_percent"] == 10
+
+
+def test_any_activity_restarts_the_winback_clock() -> None:
+    """A login on day 20 moves winback_1 to day 50."""
+    played = play(
+        [login("2026-11-22 10:00", user=HANA), login("2026-12-12 10:00")],
+        until=at("2027-01-20 00:00"),
+    )
+    assert played.mails("winback") == [("winback", "winback_1", "2027-01-11 10:00")]
+
+
+def test_events_that_are_not_activity_do_not_restart_winback() -> None:
+    """An email.opened is not activity: winback_1 still comes 30 days after the login."""
+    played = play(
+        [login("2026-11-22 10:00", user=HANA), ev("email.opened", at("2026-12-01 10:00"))],
+        until=at("2026-12-23 00:00"),
+    )
+    assert played.mails("winback") == [("winback", "winback_1", "2026-12-22 10:00")]
+
+
+@pytest.mark.parametrize(
+    ("tz", "birthday", "expected"),
+    [
+        (TOKYO, "1990-12-01", ["2026-12-01 09:00", "2027-12-01 09:00"]),
+        (NEW_YORK, "1990-12-01", ["2026-12-01 09:00", "2027-12-01 09:00"]),
+        (BERLIN, "1990-03-29", ["2027-03-29 09:00"]),  # the day after the DST change
+        (NEW_YORK, "1992-02-29", ["2027-02-28 09:00"]),  # leap day in a common year
+    ],
+)
+def test_birthday_greeting_at_nine_local_once_a_year(
+    tz: ZoneInfo, birthday: str, expected: list[str]
+) -> None:
+    """The greeting goes at 09:00 in the user's own zone on the day, once each year."""
+    profile = {**HANA, "timezone": tz.key, "birthday": birthday}
+    played = play(
+        [ev("user.updated", at("2026-11-22 10:00", tz), user=profile)],
+        until=at("2027-12-31 00:00", tz),
+    )
+    sent = [c.created_at for c in played.commands if c.journey == "birthday"]
+    assert [s.strftime("%Y-%m-%d %H:%M") for s in sent] == expected
+    assert all(s.utcoffset() == s.astimezone(tz).utcoffset() for s in sent)
+
+
+def test_anniversary_one_year_after_sign_up_at_nine() -> None:
+    """Signed up 22 Nov 2026: greeting on 22 Nov 2027 at 09:00 with years = 1."""
+    played = play([signup(T0)], until=at("2027-11-23 00:00"))
+    (command,) = [c for c in played.commands if c.journey == "anniversary"]
+    assert command.created_at == at("2027-11-22 09:00")
+    assert command.variables["years"] == 1
+
+
+def test_seasonal_sends_pre_sale_launch_and_last_call_at_ten_local() -> None:
+    """Active user: pre_sale 2 days before the start, launch on the first day, last_call on the
+    last, each at 10:00 local."""
+    played = play([login("2026-12-01 12:00", user=HANA)], until=at("2027-01-01 00:00"))
+    assert played.mails("seasonal") == [
+        ("seasonal", "pre_sale", "2026-12-24 10:00"),
+        ("seasonal", "launch", "2026-12-26 10:00"),
+        ("seasonal", "last_call", "2026-12-31 10:00"),
+    ]
+    command = [c for c in played.commands if c.journey == "seasonal"][-1]
+    assert command.variables["campaign"] == "year_end_2026"
+    assert command.variables["starts_on"] == "2026-12-26"
+
+
+def test_seasonal_skips_users_inactive_for_90_days() -> None:
+    """Last active in August: not in the audience of the December campaign."""
+    played = play([login("2026-08-01 12:00", user=HANA)], until=at("2027-01-01 00:00"))
+    assert played.steps("seasonal") == []
+
+
+def test_seasonal_needs_consent() -> None:
+    """A user without marketing consent gets a `no_consent` decision, not a mail."""
+    played = play(
+        [login("2026-12-01 12:00", user={**HANA, "marketing_consent": False})],
+        until=at("2026-12-25 00:00"),
+    )
+    assert played.steps("seasonal") == []
+    assert ("pre_sale", "no_consent") in played.reasons("seasonal")
+
+
+def test_seasonal_in_new_york_time() -> None:
+    """A New York user gets the campaign at 10:00 New York time."""
+    profile = {**HANA, "timezone": "America/New_York"}
+    played = play(
+        [ev("user.logged_in", at("2026-12-01 12:00", NEW_YORK), user=profile)],
+        until=at("2026-12-25 00:00", NEW_YORK),
+    )
+    (command,) = [c for c in played.commands if c.journey == "seasonal"]
+    assert command.created_at == at("2026-12-24 10:00", NEW_YORK)
+
+
+def test_seasonal_counts_an_order_as_activity() -> None:
+    """An order in October keeps the user in the December audience."""
+    played = play([order(at("2026-10-01 12:00"), user=HANA)], until=at("2026-12-25 00:00"))
+    assert played.steps("seasonal") == ["pre_sale"]

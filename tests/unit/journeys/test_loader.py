@@ -1,0 +1,126 @@
+"""The journeys file: the shipped one implements SPEC §8, a bad one is rejected with file, line,
+field and a hint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from journeys.kit import SHIPPED
+from nudge.errors import ConfigError
+from nudge.journeys import JourneysFileError, load_journeys, parse_journeys
+
+SPEC_JOURNEYS = {
+    "order_confirmation", "shipping_notice", "password_reset", "email_verification", "welcome",
+    "onboarding", "cart_abandonment", "browse_abandonment", "first_purchase", "post_purchase",
+    "winback", "birthday", "anniversary", "seasonal",
+}  # fmt: skip
+
+
+def test_the_shipped_file_declares_every_journey_of_the_spec() -> None:
+    """Every row of SPEC §8 is a journey, with Tokyo, ja, 1 h grace, the 2-per-24-h cap."""
+    assert {j.name for j in SHIPPED.journeys} == SPEC_JOURNEYS
+    assert (SHIPPED.default_timezone, SHIPPED.default_locale) == ("Asia/Tokyo", "ja")
+    assert {j.grace_ms for j in SHIPPED.journeys} == {3_600_000}
+    assert (SHIPPED.policies.cap_max, SHIPPED.policies.cap_window_ms) == (2, 86_400_000)
+    assert SHIPPED.policies.attribution_window_ms == 7 * 86_400_000
+    kinds = {j.name: j.kind for j in SHIPPED.journeys}
+    transactional = {"order_confirmation", "shipping_notice", "password_reset",
+                     "email_verification", "welcome"}  # fmt: skip
+    assert {n for n, k in kinds.items() if k == "transactional"} == transactional
+
+
+GOOD = """\
+version: 1
+journeys:
+  thanks:
+    kind: marketing
+    trigger: {event: order.completed}
+    steps:
+      - {name: thank_you, template: first_purchase_thank_you, wait: {delay: 1h}}
+"""
+
+
+def _problems(text: str) -> list[tuple[int, str, str, str]]:
+    with pytest.raises(JourneysFileError) as caught:
+        parse_journeys(text, "j.yaml")
+    return [(p.line, p.field, p.message, p.hint) for p in caught.value.problems]
+
+
+def test_a_good_file_loads() -> None:
+    """A minimal valid file parses into one journey with a 1 h wait."""
+    config = parse_journeys(GOOD)
+    assert config.journey("thanks").steps[0].wait.delay_ms == 3_600_000
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "field", "message_part", "hint_part"),
+    [
+        ("order.completed", "order.complete", 5, "journeys.thanks.trigger.event",
+         "unknown event type", "did you mean 'order.completed'?"),
+        ("delay: 1h", "delay: -1h", 7, "journeys.thanks.steps[0].wait.delay",
+         "must not be negative", "positive"),
+        ("delay: 1h", "delay: 1 hour", 7, "journeys.thanks.steps[0].wait.delay",
+         "not a duration", "24h"),
+        ("template: first_purchase_thank_you", "template: first_purchase_thanks", 7,
+         "journeys.thanks.steps[0].template", "unknown template",
+         "did you mean 'first_purchase_thank_you'?"),
+        ("kind: marketing", "kind: marketting", 4, "journeys.thanks.kind", "not allowed",
+         "did you mean 'marketing'?"),
+        ("wait: {delay: 1h}", "wait: {delay: 1h, at: 10:00}", 7,
+         "journeys.thanks.steps[0].wait.at", "as a number", "quote"),
+        ("    steps:", "    stepz:", 6, "journeys.thanks.stepz", "unknown field",
+         "did you mean 'steps'?"),
+    ],
+)  # fmt: skip
+def test_a_bad_file_is_rejected_with_line_field_and_hint(
+    old: str, new: str, line: int, field: str, message_part: str, hint_part: str
+) -> None:
+    """Each mistake is reported at its line and field, with a hint on how to fix it."""
+    problems = _problems(GOOD.replace(old, new))
+    matching = [p for p in problems if p[1] == field]
+    assert matching, problems
+    got_line, _, message, hint = matching[0]
+    assert got_line == line
+    assert message_part in message
+    assert hint_part in hint
+
+
+def test_variant_weights_must_sum_to_one_or_a_hundred() -> None:
+    """Weights 50 and 40 are rejected; 0.5 + 0.5 and 50 + 50 are accepted."""
+    base = GOOD + "    variants:\n      - {name: a, weight: %s}\n      - {name: b, weight: %s}\n"
+    parse_journeys(base % (0.5, 0.5))
+    parse_journeys(base % (50, 50))
+    (problem,) = _problems(base % (50, 40))
+    assert problem[1] == "journeys.thanks.variants"
+    assert "sum to 90" in problem[2]
+
+
+def test_a_template_declared_in_the_file_is_known() -> None:
+    """A template listed under `templates:` may be used by a step."""
+    text = GOOD.replace("first_purchase_thank_you", "my_thanks")
+    assert _problems(text)
+    parse_journeys("templates: [my_thanks]\n" + text)
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    """Two mistakes, two problems, and the error message lists both with file:line."""
+    text = GOOD.replace("order.completed", "order.complete").replace("1h", "-1h")
+    with pytest.raises(ConfigError) as caught:
+        parse_journeys(text, "j.yaml")
+    assert "j.yaml:5:" in str(caught.value)
+    assert "j.yaml:7:" in str(caught.value)
+
+
+def test_a_yaml_syntax_error_names_the_line() -> None:
+    """Broken YAML is a JourneysFileError at the line of the problem, not a traceback."""
+    problems = _problems("journeys:\n  a: [unclosed\n")
+    assert problems[0][1] == "(syntax)"
+    assert problems[0][0] >= 2
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    """A path that does not exist says so and how to fix it."""
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_journeys(tmp_path / "nope.yaml")

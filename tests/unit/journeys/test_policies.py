@@ -1,0 +1,311 @@
+"""The cross-journey policies of SPEC §8, applied in one place (nudge.journeys.policies)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from journeys.kit import BERLIN, HANA, NEW_YORK, SHIPPED, TOKYO, at, cart_add, ev, order, play
+from nudge.commands import DeliveryRecord
+from nudge.journeys import Engine
+from nudge.journeys.localtime import from_ms
+
+T0 = at("2026-11-22 10:00")
+
+
+@pytest.mark.parametrize(
+    ("profile", "reason"),
+    [
+        ({**HANA, "marketing_consent": False}, "no_consent"),
+        ({k: v for k, v in HANA.items() if k != "marketing_consent"}, "no_consent"),
+    ],
+    ids=["consent false", "consent unknown"],
+)
+def test_marketing_needs_explicit_opt_in(profile: dict[str, object], reason: str) -> None:
+    """Without `marketing_consent: true` no marketing mail goes; the reason is recorded."""
+    played = play([cart_add(T0, user=profile)], until=at("2026-11-24 00:00"))
+    assert played.commands == []
+    assert ("reminder_1", reason) in played.reasons("cart_abandonment")
+
+
+@pytest.mark.parametrize("scope", ["marketing", "all"])
+def test_unsubscribe_stops_marketing_but_not_transactional_mail(scope: str) -> None:
+    """After an unsubscribe (either scope) no marketing goes; an order is still confirmed."""
+    played = play(
+        [
+            ev("user.unsubscribed", T0, user=HANA, scope=scope),
+            cart_add(at("2026-11-22 10:05")),
+            order(at("2026-11-22 12:00")),
+        ],
+        until=at("2026-12-31 00:00"),
+    )
+    assert {c.kind for c in played.commands} == {"transactional"}
+    assert played.steps("order_confirmation") == ["confirmation"]
+
+
+def test_a_fresh_opt_in_after_an_unsubscribe_subscribes_again() -> None:
+    """An event carrying `marketing_consent: true` after the unsubscribe re-enables marketing."""
+    played = play(
+        [
+            ev("user.unsubscribed", T0, user=HANA, scope="marketing"),
+            ev("user.updated", at("2026-11-23 10:00"), user={"marketing_consent": True}),
+            cart_add(at("2026-11-23 10:05")),
+        ],
+        until=at("2026-11-23 12:00"),
+    )
+    assert played.steps("cart_abandonment") == ["reminder_1"]
+
+
+def test_unsubscribe_and_opt_in_publish_the_contact_policy() -> None:
+    """The outcome carries a ContactPolicy whenever marketing permission changes."""
+    engine = Engine(SHIPPED)
+    first = engine.on_event(None, ev("user.updated", T0, user=HANA), T0)
+    assert first.policy is not None
+    assert first.policy.marketing_allowed
+    same = engine.on_event(first.state, ev("user.logged_in", T0), T0)
+    assert same.policy is None
+    off = engine.on_event(same.state, ev("user.unsubscribed", T0, scope="marketing"), T0)
+    assert off.policy is not None
+    assert not off.policy.marketing_allowed
+    assert not off.policy.deleted
+
+
+@pytest.mark.parametrize(
+    ("tz", "added", "reminder_1", "reminder_2"),
+    [
+        (TOKYO, "2026-11-22 20:30", "2026-11-23 09:00", "2026-11-24 09:00"),
+        (TOKYO, "2026-11-22 07:00", "2026-11-22 09:00", "2026-11-23 09:00"),
+        (TOKYO, "2026-11-22 19:59", "2026-11-22 20:59", "2026-11-23 20:59"),
+        # Daylight saving starts in New York on 8 March 2026: 09:00 EDT is 10.5 h after 22:30 EST.
+        (NEW_YORK, "2026-03-07 21:30", "2026-03-08 09:00", "2026-03-09 09:00"),
+        # And ends in Berlin on 25 October 2026: 09:00 CET, not 08:00 or 10:00.
+        (BERLIN, "2026-10-24 20:30", "2026-10-25 09:00", "2026-10-26 09:00"),
+    ],
+)
+def test_quiet_hours_defer_marketing_to_nine_local(
+    tz: ZoneInfo, added: str, reminder_1: str, reminder_2: str
+) -> None:
+    """A reminder due between 21:00 and 09:00 local waits until 09:00 local, DST or not."""
+    zone = tz
+    profile = {**HANA, "timezone": zone.key}
+    played = play(
+        [cart_add(at(added, zone), user=profile)],
+        until=at("2026-12-31 00:00", zone),
+    )
+    sent = [c.created_at for c in played.commands if c.journey == "cart_abandonment"]
+    assert [s.strftime("%Y-%m-%d %H:%M") for s in sent] == [reminder_1, reminder_2]
+    if sent[0] != at(added, zone) + timedelta(hours=1):
+        assert ("reminder_1", "quiet_hours_deferred") in played.reasons("cart_abandonment")
+
+
+def test_the_quiet_hours_deferral_says_until_when() -> None:
+    """The deferral decision names the new send time."""
+    played = play([cart_add(at("2026-11-22 20:30"), user=HANA)], until=at("2026-11-23 10:00"))
+    (deferred,) = [d for d in played.decisions if d.reason == "quiet_hours_deferred"]
+    assert deferred.until == at("2026-11-23 09:00")
+    assert deferred.outcome == "deferred"
+
+
+def test_at_most_two_marketing_mails_in_24_hours() -> None:
+    """thank_you at 11:00, reminder_1 at 12:00; the browse offer at 12:40 is frequency_capped
+    and dropped, while the order confirmation (transactional) is not counted."""
+    view = "product.viewed"
+    played = play(
+        [
+            order(T0, user=HANA),
+            cart_add(at("2026-11-22 11:00")),
+            ev(view, at("2026-11-22 12:00"), product_id="p-5"),
+            ev(view, at("2026-11-22 12:05"), product_id="p-5"),
+            ev(view, at("2026-11-22 12:10"), product_id="p-5"),
+        ],
+        until=at("2026-11-22 23:00"),
+    )
+    marketing = [c for c in played.commands if c.kind == "marketing"]
+    assert [(c.journey, c.step) for c in marketing] == [
+        ("first_purchase", "thank_you"),
+        ("cart_abandonment", "reminder_1"),
+    ]
+    assert ("offer", "frequency_capped") in played.reasons("browse_abandonment")
+    assert played.steps("order_confirmation") == ["confirmation"]
+
+
+def test_the_cap_window_rolls() -> None:
+    """24 h after the first of two mails, a third may go."""
+    played = play(
+        [order(T0, user=HANA), cart_add(at("2026-11-22 11:00"))], until=at("2026-11-24 00:00")
+    )
+    # thank_you 11:00, reminder_1 12:00, reminder_2 next day 12:00 (24 h after reminder_1).
+    assert played.mails("cart_abandonment")[-1] == (
+        "cart_abandonment",
+        "reminder_2",
+        "2026-11-23 12:00",
+    )
+
+
+def test_a_repeated_event_id_is_ignored() -> None:
+    """The same event delivered twice confirms the order once; the repeat is `duplicate_event`."""
+    first = order(T0, user=HANA, event_id="e-same")
+    played = play([first, first])
+    assert played.steps("order_confirmation") == ["confirmation"]
+    assert (None, "duplicate_event") in played.reasons()
+
+
+def test_de_duplication_memory_is_bounded() -> None:
+    """Only the last `remember_events` ids are kept, so state does not grow with history."""
+    engine = Engine(SHIPPED)
+    state = None
+    for index in range(100):
+        state = engine.on_event(state, ev("user.logged_in", T0, event_id=f"x{index}"), T0).state
+    assert state is not None
+    assert len(state.seen) == SHIPPED.policies.remember_events * 6
+
+
+def test_a_marketing_step_more_than_the_grace_late_is_stale_and_not_sent() -> None:
+    """The processor was down: reminder_1 due 11:00 fires at 12:30, is skipped as `stale`; the
+    next step keeps its own schedule."""
+    engine = Engine(SHIPPED)
+    state = engine.on_event(None, cart_add(T0, user=HANA), T0).state
+    assert state is not None
+    late = engine.on_due(state, at("2026-11-22 12:30"))
+    assert late.commands == ()
+    assert [(d.step, d.reason) for d in late.decisions] == [("reminder_1", "stale")]
+    assert late.wake_at == at("2026-11-23 11:00")
+
+
+def test_a_step_within_the_grace_is_sent_late_rather_than_dropped() -> None:
+    """59 minutes late is still within the 1 h grace: sent, with created_at = now."""
+    engine = Engine(SHIPPED)
+    state = engine.on_event(None, cart_add(T0, user=HANA), T0).state
+    assert state is not None
+    outcome = engine.on_due(state, at("2026-11-22 11:59"))
+    assert [c.step for c in outcome.commands] == ["reminder_1"]
+    assert outcome.commands[0].created_at == at("2026-11-22 11:59")
+
+
+def test_replaying_old_events_sends_transactional_but_not_stale_marketing() -> None:
+    """An old log processed days later: confirmation (transactional) goes, the thank_you does
+    not."""
+    engine = Engine(SHIPPED)
+    now = at("2026-11-29 10:00")
+    outcome = engine.on_event(None, order(T0, user=HANA), now)
+    assert [c.journey for c in outcome.commands] == ["order_confirmation"]
+    assert ("first_purchase", "thank_you", "stale") in [
+        (d.journey, d.step, d.reason) for d in outcome.decisions
+    ]
+
+
+def test_on_due_early_changes_nothing() -> None:
+    """Calling on_due before anything is due returns the same state and wake time."""
+    engine = Engine(SHIPPED)
+    first = engine.on_event(None, cart_add(T0, user=HANA), T0)
+    assert first.state is not None
+    early = engine.on_due(first.state, at("2026-11-22 10:30"))
+    assert early.state is first.state
+    assert (early.commands, early.decisions, early.wake_at) == ((), (), first.wake_at)
+
+
+def test_deletion_erases_the_state_and_cancels_everything() -> None:
+    """user.deleted: state None, every pending step `deleted`, a deleted contact policy."""
+    engine = Engine(SHIPPED)
+    state = engine.on_event(None, cart_add(T0, user=HANA), T0).state
+    outcome = engine.on_event(
+        state, ev("user.deleted", at("2026-11-22 10:10")), at("2026-11-22 10:10")
+    )
+    assert outcome.state is None
+    assert outcome.wake_at is None
+    assert outcome.commands == ()
+    assert ("cart_abandonment", "reminder_1", "deleted") in [
+        (d.journey, d.step, d.reason) for d in outcome.decisions
+    ]
+    assert outcome.policy is not None
+    assert outcome.policy.deleted
+
+
+def test_nothing_is_sent_after_deletion() -> None:
+    """A deleted user with a pending cart and sign-up sequence receives nothing more."""
+    played = play(
+        [cart_add(T0, user=HANA), ev("user.deleted", at("2026-11-22 10:10"))],
+        until=at("2027-12-31 00:00"),
+    )
+    assert played.commands == []
+
+
+def _bounce(code: str) -> DeliveryRecord:
+    return DeliveryRecord(command_id="c", idempotency_key="k", user_id="u-1", status="bounced",
+                          attempt=1, at=T0, smtp_code=550, smtp_enhanced_code=code,
+                          to="hana@example.jp")  # fmt: skip
+
+
+@pytest.mark.parametrize(("code", "suppressed"), [("5.1.1", True), ("5.7.1", False)])
+def test_a_permanent_address_bounce_suppresses_all_mail_to_that_address(
+    code: str, suppressed: bool
+) -> None:
+    """After a 5.1.x bounce even transactional mail is skipped as `suppressed`; other failures
+    do not suppress."""
+    engine = Engine(SHIPPED)
+    state = engine.on_event(None, ev("user.updated", T0, user=HANA), T0).state
+    state = engine.on_delivery(state, _bounce(code), T0).state
+    outcome = engine.on_event(state, order(at("2026-11-22 11:00")), at("2026-11-22 11:00"))
+    sent = [c.journey for c in outcome.commands]
+    assert ("order_confirmation" not in sent) is suppressed
+    if suppressed:
+        assert ("confirmation", "suppressed") in [(d.step, d.reason) for d in outcome.decisions]
+
+
+def test_a_new_address_is_not_suppressed() -> None:
+    """Suppression is per address: after the user changes email, mail flows again."""
+    engine = Engine(SHIPPED)
+    state = engine.on_event(None, ev("user.updated", T0, user=HANA), T0).state
+    state = engine.on_delivery(state, _bounce("5.1.1"), T0).state
+    state = engine.on_event(
+        state, ev("user.updated", T0, user={"email": "new@example.jp"}), T0
+    ).state
+    outcome = engine.on_event(state, order(at("2026-11-22 11:00")), at("2026-11-22 11:00"))
+    assert [c.to for c in outcome.commands] == ["new@example.jp"]
+
+
+@pytest.mark.parametrize(("ordered", "converts"), [("2026-11-29 10:59", True),
+                                                   ("2026-11-29 11:01", False)])  # fmt: skip
+def test_an_order_within_7_days_of_a_marketing_mail_is_its_conversion(
+    ordered: str, converts: bool
+) -> None:
+    """reminder_1 at 11:00 on 22 Nov; an order up to 7 days later is a conversion of
+    cart_abandonment/reminder_1 with the order's revenue, a minute later it is none."""
+    played = play(
+        [
+            cart_add(T0, user=HANA),
+            ev("cart.item_removed", at("2026-11-22 11:30"), product_id="p-1"),
+            order(at(ordered), total=12000),
+        ]
+    )
+    conversions = [d for d in played.decisions if d.outcome == "conversion"]
+    expected = [("cart_abandonment", "reminder_1", 12000.0, "JPY")] if converts else []
+    assert [(d.journey, d.step, d.revenue, d.currency) for d in conversions] == expected
+
+
+def test_the_latest_marketing_mail_gets_the_conversion() -> None:
+    """Last touch wins: an order after the review request converts that, not the thank_you."""
+    played = play([order(T0, user=HANA), order(at("2026-11-27 10:00"), order_id="o-2")])
+    conversions = [(d.journey, d.step) for d in played.decisions if d.outcome == "conversion"]
+    assert conversions == [("post_purchase", "review_request")]
+
+
+def test_delay_scale_shrinks_relative_waits_but_not_calendar_rules() -> None:
+    """With NUDGE_DELAY_SCALE=0.001 reminder_1 comes 3.6 s after the cart change; the birthday
+    still comes at 09:00 on the day."""
+    engine = Engine(SHIPPED, delay_scale=0.001)
+    profile = {**HANA, "birthday": "1990-11-23"}
+    played = play([cart_add(T0, user=profile)], until=at("2026-11-23 10:00"), engine=engine)
+    times = {(c.journey, c.step): c.created_at for c in played.commands}
+    assert times[("cart_abandonment", "reminder_1")] == T0 + timedelta(seconds=3.6)
+    assert times[("birthday", "greeting")] == at("2026-11-23 09:00")
+
+
+def test_wake_at_is_the_earliest_pending_thing_in_utc() -> None:
+    """After a cart change at 10:00 JST the next wake-up is 11:00 JST (02:00 UTC)."""
+    outcome = Engine(SHIPPED).on_event(None, cart_add(T0, user=HANA), T0)
+    assert outcome.wake_at == datetime.fromisoformat("2026-11-22T02:00:00+00:00")
+    assert outcome.state is not None
+    assert outcome.wake_at == from_ms(min(r.due for r in outcome.state.runs))

@@ -1,0 +1,56 @@
+"""The stored form of a user's state: lossless, versioned and small."""
+
+from __future__ import annotations
+
+import pytest
+
+from journeys.kit import HANA, SHIPPED, at, cart_add, ev, order
+from nudge.journeys import Engine, StateDecodeError, UserState, decode_state, encode_state
+
+T0 = at("2026-11-22 10:00")
+
+
+def _busy_state() -> UserState | None:
+    engine = Engine(SHIPPED)
+    profile = {**HANA, "birthday": "1990-05-01", "timezone": "Europe/Berlin", "locale": "de"}
+    state = None
+    for event in [
+        ev("user.signed_up", T0, user=profile),
+        cart_add(T0),
+        ev("product.viewed", T0, product_id="p-3"),
+        order(at("2026-11-22 12:00")),
+        cart_add(at("2026-11-22 13:00"), product="p-2"),
+    ]:
+        state = engine.on_event(state, event, event.occurred_at).state
+    return state
+
+
+def test_encode_then_decode_gives_the_same_state() -> None:
+    """Round trip of a state with profile, cart, runs, marks, touches and seen ids."""
+    state = _busy_state()
+    assert state is not None
+    assert decode_state(encode_state(state)) == state
+
+
+def test_an_idle_user_with_a_full_profile_needs_under_one_kibibyte() -> None:
+    """A user with a full profile, a month of history and pending yearly runs stays < 1 KiB."""
+    engine = Engine(SHIPPED)
+    profile = {**HANA, "birthday": "1990-05-01", "timezone": "Asia/Tokyo", "locale": "ja"}
+    state = None
+    for index in range(40):
+        event = ev("user.logged_in", at("2026-11-22 10:00"), event_id=f"evt-{index:08d}-abcdef",
+                   user=profile if index == 0 else None)  # fmt: skip
+        state = engine.on_event(state, event, event.occurred_at).state
+    state = engine.on_event(state, ev("user.signed_up", T0), T0).state
+    assert state is not None
+    assert len(encode_state(state)) < 1024
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [(b"[2]", "layout version 2"), (b"{}", "layout version None"), (b"[1, 2]", "unreadable")],
+)
+def test_unreadable_state_says_what_to_do(raw: bytes, message: str) -> None:
+    """A future layout or corrupt bytes raise StateDecodeError naming the problem."""
+    with pytest.raises(StateDecodeError, match=message):
+        decode_state(raw)

@@ -1,0 +1,227 @@
+"""The sender's per-command decisions, driven through its seams with recording fakes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from nudge.codec import decode_delivery, encode_command
+from nudge.commands import DeliveryRecord, SendCommand
+from nudge.deadletter import read_headers
+from nudge.policy import ContactPolicy, encode_policy
+from nudge.sender.classify import CONNECTION_ERROR, Reply
+from nudge.sender.deliver import Delivery, RecordingOutputs
+from nudge.sender.ledger import KeyLedger
+from nudge.sender.pool import RecordingMailer
+from nudge.sender.render import Renderer, sample_variables
+from nudge.sender.retry import read_retry_headers
+from nudge.sender.suppression import Gate
+from nudge.sender.throttle import DomainThrottle
+from nudge.settings import Settings
+
+NOW = datetime(2026, 11, 22, 1, 15, tzinfo=UTC)
+SETTINGS = Settings(topic_prefix="t.", token_secret=b"k" * 32, send_max_attempts=3)
+
+
+@dataclass
+class Record:
+    """The shape of an aiokafka ConsumerRecord, as much as the sender reads."""
+
+    value: bytes | None
+    key: bytes | None = b"u-42"
+    topic: str = "t.send-commands"
+    partition: int = 0
+    offset: int = 7
+
+
+def command(**overrides: object) -> SendCommand:
+    base: dict[str, object] = {
+        "command_id": "c-1",
+        "idempotency_key": "k-1",
+        "user_id": "u-42",
+        "journey": "order_confirmation",
+        "step": "confirmation",
+        "kind": "transactional",
+        "template": "order_confirmation",
+        "locale": "ja",
+        "to": "hana@example.jp",
+        "created_at": NOW,
+        "variables": sample_variables()["order_confirmation"],
+    }
+    base.update(overrides)
+    return SendCommand(**base)  # type: ignore[arg-type]
+
+
+@dataclass
+class Rig:
+    delivery: Delivery
+    mailer: RecordingMailer
+    outputs: RecordingOutputs
+
+    def on(self, topic: str) -> list[tuple[bytes | None, bytes | None, dict[str, str]]]:
+        return [(k, v, read_headers(h)) for t, k, v, h in self.outputs.records if t == topic]
+
+    def deliveries(self) -> list[DeliveryRecord]:
+        return [decode_delivery(v) for _, v, _ in self.on("t.deliveries")]
+
+
+@pytest.fixture
+def rig() -> Rig:
+    mailer = RecordingMailer()
+    outputs = RecordingOutputs()
+    delivery = Delivery(
+        SETTINGS,
+        mailer=mailer,
+        renderer=Renderer(),
+        ledger=KeyLedger(),
+        gate=Gate(),
+        outputs=outputs,
+        throttle=DomainThrottle([]),
+        clock=lambda: NOW,
+        rand=lambda: 0.5,
+    )
+    return Rig(delivery=delivery, mailer=mailer, outputs=outputs)
+
+
+async def test_accepted_mail_is_recorded_sending_then_sent(rig: Rig) -> None:
+    """The ledger gets `sending` before DATA and `sent` after; the delivery record says sent."""
+    await rig.delivery.handle(Record(encode_command(command())), 1)
+    states = [orjson.loads(v)["state"] for _, v, _ in rig.on("t.internal.sent-keys")]
+    assert states == ["sending", "sent"]
+    (record,) = rig.deliveries()
+    assert (record.status, record.smtp_code, record.attempt) == ("sent", 250, 1)
+    assert record.message_id
+    assert record.journey == "order_confirmation"
+    assert len(rig.mailer.sent) == 1
+
+
+async def test_a_sent_key_is_a_duplicate_and_sends_nothing(rig: Rig) -> None:
+    """Redelivery of a key already sent: `duplicate`, no second mail."""
+    await rig.delivery.handle(Record(encode_command(command())), 1)
+    await rig.delivery.handle(Record(encode_command(command(command_id="c-2"))), 1)
+    assert [r.status for r in rig.deliveries()] == ["sent", "duplicate"]
+    assert len(rig.mailer.sent) == 1
+
+
+async def test_temporary_failure_schedules_a_durable_retry(rig: Rig) -> None:
+    """451: the original bytes go to retry tier 1 with attempt 2; the record says deferred."""
+    rig.mailer.replies.append(Reply(code=451, message="4.3.0 busy"))
+    raw = encode_command(command())
+    await rig.delivery.handle(Record(raw), 1)
+    ((key, value, _),) = rig.on("t.internal.send-retry-1")
+    assert (key, value) == (b"u-42", raw)
+    headers = next(h for t, _, _, h in rig.outputs.records if t == "t.internal.send-retry-1")
+    attempt, due = read_retry_headers(headers)
+    assert attempt == 2
+    assert due == pytest.approx(NOW.timestamp() + SETTINGS.send_retry_base_seconds)
+    (record,) = rig.deliveries()
+    assert (record.status, record.smtp_code, record.smtp_enhanced_code) == (
+        "deferred",
+        451,
+        "4.3.0",
+    )
+
+
+async def test_connection_errors_are_retried_without_a_code(rig: Rig) -> None:
+    """No reply at all is transient too; the record carries no SMTP code."""
+    rig.mailer.replies.append(Reply(code=CONNECTION_ERROR, message="refused", stage="connect"))
+    await rig.delivery.handle(Record(encode_command(command())), 1)
+    assert rig.on("t.internal.send-retry-1")
+    assert [(r.status, r.smtp_code) for r in rig.deliveries()] == [("deferred", None)]
+
+
+async def test_the_last_attempt_dead_letters_with_retries_exhausted(rig: Rig) -> None:
+    """At `send_max_attempts` a transient failure is final: DLT + failed."""
+    rig.mailer.replies.append(Reply(code=421, message="4.7.0 later", stage="mail"))
+    await rig.delivery.handle(Record(encode_command(command())), 3)
+    ((_, _, headers),) = rig.on("t.send-commands-dlt")
+    assert headers["nudge-error-reason"] == "retries_exhausted"
+    assert headers["nudge-source-offset"] == "7"
+    assert [(r.status, r.reason) for r in rig.deliveries()] == [("failed", "retries_exhausted")]
+    assert not rig.on("t.internal.send-retry-3")
+
+
+async def test_bad_address_bounces_and_suppresses(rig: Rig) -> None:
+    """5.1.1 at RCPT: bounced, the address suppressed durably, the next mail suppressed."""
+    rig.mailer.replies.append(Reply(code=550, message="5.1.1 unknown", stage="rcpt"))
+    await rig.delivery.handle(Record(encode_command(command())), 1)
+    ((key, value, _),) = rig.on("t.internal.suppressions")
+    assert key == b"hana@example.jp"
+    assert orjson.loads(value)["reason"] == "bounce"
+    await rig.delivery.handle(
+        Record(encode_command(command(idempotency_key="k-2", to="HANA@example.jp"))), 1
+    )
+    assert [r.status for r in rig.deliveries()] == ["bounced", "suppressed"]
+    assert rig.mailer.sent == []
+
+
+async def test_other_permanent_failures_dead_letter(rig: Rig) -> None:
+    """554 5.7.1 (policy) fails the command with its reason, no retry, no suppression."""
+    rig.mailer.replies.append(Reply(code=554, message="5.7.1 spam", stage="data"))
+    await rig.delivery.handle(Record(encode_command(command())), 1)
+    ((_, _, headers),) = rig.on("t.send-commands-dlt")
+    assert headers["nudge-error-reason"] == "smtp_554"
+    assert not rig.on("t.internal.suppressions")
+    states = [orjson.loads(v)["state"] for _, v, _ in rig.on("t.internal.sent-keys")]
+    assert states == ["sending", "failed"]
+
+
+async def test_contact_policy_stops_marketing_but_not_transactional(rig: Rig) -> None:
+    """An unsubscribed user gets transactional mail only; a deleted user gets nothing."""
+    policy = ContactPolicy(user_id="u-42", marketing_allowed=False, deleted=False, at=NOW)
+    rig.delivery.gate.apply_policy("u-42", encode_policy(policy))
+    marketing = command(
+        idempotency_key="k-m", kind="marketing", template="winback_2", variables={"name": None}
+    )
+    await rig.delivery.handle(Record(encode_command(marketing)), 1)
+    await rig.delivery.handle(Record(encode_command(command())), 1)
+    deleted = ContactPolicy(user_id="u-42", marketing_allowed=False, deleted=True, at=NOW)
+    rig.delivery.gate.apply_policy("u-42", encode_policy(deleted))
+    await rig.delivery.handle(Record(encode_command(command(idempotency_key="k-3"))), 1)
+    assert [(r.status, r.reason) for r in rig.deliveries()] == [
+        ("suppressed", "no_marketing_consent"),
+        ("sent", None),
+        ("suppressed", "user_deleted"),
+    ]
+
+
+async def test_undecodable_and_unrenderable_commands_are_dead_lettered(rig: Rig) -> None:
+    """Bad JSON and a missing variable go to the DLT with reasons; nothing is sent."""
+    await rig.delivery.handle(Record(b"{nope"), 1)
+    await rig.delivery.handle(Record(encode_command(command(variables={}))), 1)
+    reasons = [h["nudge-error-reason"] for _, _, h in rig.on("t.send-commands-dlt")]
+    assert reasons == ["malformed_json", "missing_variable"]
+    assert [(r.status, r.reason) for r in rig.deliveries()] == [("failed", "missing_variable")]
+    assert rig.mailer.sent == []
+
+
+def test_ledger_keeps_a_final_state_against_late_records() -> None:
+    """A `sending` read after `sent` (another instance, replay order) never undoes `sent`."""
+    ledger = KeyLedger()
+    ledger.record("k", "sending")
+    assert ledger.ambiguous() == 1
+    assert not ledger.is_done("k")
+    ledger.record("k", "sent")
+    ledger.record("k", "sending")
+    assert ledger.is_done("k")
+    assert ledger.ambiguous() == 0
+    ledger.apply("k", None)
+    assert ledger.state("k") is None
+
+
+def test_ledger_forgets_keys_after_its_window() -> None:
+    """Memory holds the keys of the last window, not of all time; newer keys stay."""
+    now = [0.0]
+    ledger = KeyLedger(window=100.0, clock=lambda: now[0])
+    ledger.record("old", "sent")
+    now[0] = 50.0
+    ledger.record("newer", "sending")
+    ledger.record("newer", "sent")
+    now[0] = 120.0
+    ledger.record("newest", "sent")
+    assert ledger.state("old") is None
+    assert ledger.is_done("newer")
+    assert ledger.is_done("newest")

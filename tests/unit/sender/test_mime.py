@@ -1,0 +1,256 @@
+"""MIME building (SPEC §5): headers, RFC 2047, parts, charsets, and no header injection."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import UTC, datetime
+from email.message import EmailMessage
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nudge.codec import is_clean_text
+from nudge.commands import SendCommand
+from nudge.errors import InvalidCommand, PermanentError
+from nudge.sender.compose import charset_for, compose
+from nudge.sender.mime import Mail, build, message_id_for
+from nudge.sender.render import Renderer, sample_variables
+from nudge.settings import Settings
+
+NOW = datetime(2026, 11, 22, 1, 15, tzinfo=UTC)
+SETTINGS = Settings(
+    mail_from="Nudge Shop <shop@example.com>",
+    public_base_url="https://nudge.example.com",
+    token_secret=b"k" * 32,
+)
+RENDERER = Renderer()
+
+
+def command(**overrides: object) -> SendCommand:
+    base: dict[str, object] = {
+        "command_id": "c-1",
+        "idempotency_key": "order_confirmation:u-42:o-1001",
+        "user_id": "u-42",
+        "journey": "order_confirmation",
+        "step": "confirmation",
+        "kind": "transactional",
+        "template": "order_confirmation",
+        "locale": "ja",
+        "to": "hana@example.jp",
+        "created_at": NOW,
+        "variables": sample_variables()["order_confirmation"],
+    }
+    base.update(overrides)
+    return SendCommand(**base)  # type: ignore[arg-type]
+
+
+def parse(raw: bytes) -> EmailMessage:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def test_transactional_mail_has_every_spec_header_and_two_utf8_parts() -> None:
+    """Message-ID, Date, From, To, Subject (RFC 2047), X-Nudge-*, multipart/alternative."""
+    composed = compose(command(), settings=SETTINGS, renderer=RENDERER, now=NOW)
+    raw = composed.raw
+    assert raw.isascii()
+    assert b"\r\n" in raw
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    message = parse(raw)
+    assert message["Message-ID"] == composed.message_id
+    assert message["Date"].datetime == NOW
+    assert message["From"].addresses[0].addr_spec == "shop@example.com"
+    assert message["To"].addresses[0].display_name == "山田 花子"
+    assert message["Subject"] == "ご注文ありがとうございます（ご注文番号：o-1001）"
+    assert b"\r\nSubject: =?utf-8?b?" in raw
+    assert message["X-Nudge-Idempotency-Key"] == "order_confirmation:u-42:o-1001"
+    assert message["X-Nudge-Journey"] == "order_confirmation"
+    assert message["X-Nudge-Step"] == "confirmation"
+    assert message["MIME-Version"] == "1.0"
+    assert message.get_content_type() == "multipart/alternative"
+    types = [part.get_content_type() for part in message.iter_parts()]
+    assert types == ["text/plain", "text/html"]
+    assert {part.get_content_charset() for part in message.iter_parts()} == {"utf-8"}
+    assert "List-Unsubscribe" not in message
+
+
+def test_marketing_mail_has_one_click_unsubscribe_and_tracking() -> None:
+    """List-Unsubscribe (https, signed) + One-Click, a visible link, rewritten links, a pixel."""
+    variables = sample_variables()["cart_reminder_1"]
+    composed = compose(
+        command(kind="marketing", template="cart_reminder_1", variables=variables),
+        settings=SETTINGS,
+        renderer=RENDERER,
+        now=NOW,
+    )
+    message = parse(composed.raw)
+    header = message["List-Unsubscribe"]
+    assert header.startswith("<https://nudge.example.com/unsubscribe?token=")
+    assert "." in header
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert header.strip("<>") in html
+    assert "https://nudge.example.com/c/" in html  # the cart button goes through the redirect
+    assert "https://nudge.example.com/o/" in html  # open pixel
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert header.strip("<>") in text
+
+
+def test_tracking_can_be_switched_off() -> None:
+    """With tracking disabled, links stay as written and there is no pixel."""
+    settings = Settings(
+        **{**{f: getattr(SETTINGS, f) for f in SETTINGS.__slots__}, "tracking_enabled": False}
+    )
+    variables = sample_variables()["cart_reminder_1"]
+    composed = compose(
+        command(kind="marketing", template="cart_reminder_1", variables=variables),
+        settings=settings,
+        renderer=RENDERER,
+        now=NOW,
+    )
+    html = parse(composed.raw).get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "/c/" not in html
+    assert "/o/" not in html
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Hana\r\nBcc: victim@example.org", "Hana\nX-Evil: 1", "Hana\rX", "Ha\x00na", "Ha\u2028na"],
+)
+def test_control_characters_in_a_name_cannot_reach_a_header(name: str) -> None:
+    """CR, LF, NUL and line separators in a value that reaches a header are refused."""
+    variables = {**sample_variables()["order_confirmation"], "name": name}
+    with pytest.raises(PermanentError) as caught:
+        compose(command(variables=variables), settings=SETTINGS, renderer=RENDERER, now=NOW)
+    assert caught.value.reason == "unsafe_header"
+
+
+def test_control_characters_in_a_subject_variable_are_refused() -> None:
+    """An order id with CRLF would break the Subject header: refused, not cleaned."""
+    variables = {**sample_variables()["order_confirmation"], "order_id": "o-1\r\nBcc: x@y.z"}
+    with pytest.raises(PermanentError, match=r"Subject|control"):
+        compose(command(variables=variables), settings=SETTINGS, renderer=RENDERER, now=NOW)
+
+
+def test_a_bad_recipient_address_is_refused() -> None:
+    """An address with a space or no domain never reaches RCPT or the To header."""
+    with pytest.raises(InvalidCommand):
+        compose(
+            command(to="hana@example.jp\r\nBcc: x@y.z"),
+            settings=SETTINGS,
+            renderer=RENDERER,
+            now=NOW,
+        )
+
+
+@pytest.mark.parametrize(
+    ("address", "charset"),
+    [
+        ("a@docomo.ne.jp", "iso-2022-jp"),
+        ("a@EZWEB.NE.JP", "iso-2022-jp"),
+        ("a@x.softbank.ne.jp", "iso-2022-jp"),
+        ("a@notdocomo.ne.jp", "utf-8"),
+        ("a@gmail.com", "utf-8"),
+    ],
+)
+def test_charset_per_recipient_domain(address: str, charset: str) -> None:
+    """Legacy carrier domains (and their subdomains) get ISO-2022-JP."""
+    assert charset_for(address, SETTINGS.iso2022jp_domains) == charset
+
+
+def test_iso_2022_jp_mail_decodes_to_the_same_text() -> None:
+    """Subject, name and body survive ISO-2022-JP encoding."""
+    composed = compose(
+        command(to="hana@docomo.ne.jp"), settings=SETTINGS, renderer=RENDERER, now=NOW
+    )
+    message = parse(composed.raw)
+    assert b"=?iso-2022-jp?b?" in composed.raw
+    assert message["Subject"] == "ご注文ありがとうございます（ご注文番号：o-1001）"
+    assert message["To"].addresses[0].display_name == "山田 花子"
+    part = message.get_body(("plain",))
+    assert part is not None
+    assert part.get_content_charset() == "iso-2022-jp"
+    assert "山田 花子 様" in part.get_content()
+
+
+def test_text_iso_2022_jp_cannot_express_falls_back_to_utf8() -> None:
+    """An emoji (outside JIS X 0208) makes the whole mail UTF-8 rather than unreadable."""
+    mail = Mail(
+        message_id="<a@b>",
+        date=NOW,
+        sender="S <s@example.com>",
+        to_address="a@docomo.ne.jp",
+        to_name="花子 🌸",
+        subject="こんにちは",
+        text="本文",
+        html="<p>本文</p>",
+        charset="iso-2022-jp",
+    )
+    message = parse(build(mail))
+    assert message["To"].addresses[0].display_name == "花子 🌸"
+    assert {p.get_content_charset() for p in message.iter_parts()} == {"utf-8"}
+
+
+def test_message_id_is_deterministic_per_idempotency_key() -> None:
+    """A resend of one key carries the same Message-ID, so receivers can fold duplicates."""
+    assert message_id_for("k1", "example.com") == message_id_for("k1", "example.com")
+    assert message_id_for("k1", "example.com") != message_id_for("k2", "example.com")
+
+
+def test_long_subjects_are_folded_below_the_line_limit() -> None:
+    """RFC 5322: no header line longer than 998 octets, encoded words ≤ 75 characters."""
+    mail = Mail(
+        message_id="<a@b>",
+        date=NOW,
+        sender="S <s@example.com>",
+        to_address="a@example.jp",
+        to_name=None,
+        subject="お知らせ" * 60,
+        text="t",
+        html="h",
+    )
+    raw = build(mail)
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    subject_lines = head[head.index(next(x for x in head if x.startswith(b"Subject:"))) :][:9]
+    assert max(len(line) for line in subject_lines) <= 78
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    assert parse(raw)["Subject"] == "お知らせ" * 60
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(max_size=40), order_id=st.text(min_size=1, max_size=20))
+def test_no_value_can_add_or_break_a_header(name: str, order_id: str) -> None:
+    """Property (SPEC §5): whatever the name and order id, the mail has exactly the usual
+    headers and the name reads back unchanged — or the command is refused as unsafe."""
+    variables = {**sample_variables()["order_confirmation"], "name": name, "order_id": order_id}
+    if not (is_clean_text(name) and is_clean_text(order_id)):
+        with pytest.raises(PermanentError) as caught:
+            compose(command(variables=variables), settings=SETTINGS, renderer=RENDERER, now=NOW)
+        assert caught.value.reason == "unsafe_header"
+        return
+    composed = compose(command(variables=variables), settings=SETTINGS, renderer=RENDERER, now=NOW)
+    message = parse(composed.raw)
+    assert sorted(message.keys()) == sorted(BASELINE_HEADERS)
+    if name.strip():
+        assert message["To"].addresses[0].addr_spec == "hana@example.jp"
+    assert message["Subject"] == f"ご注文ありがとうございます（ご注文番号：{order_id}）"
+    if name.strip():  # whitespace between encoded words is not significant (RFC 2047 §6.2)
+        shown = message["To"].addresses[0].display_name
+        assert "".join(shown.split()) == "".join(name[:100].split())
+
+
+BASELINE_HEADERS = [
+    "Message-ID",
+    "Date",
+    "From",
+    "To",
+    "Subject",
+    "MIME-Version",
+    "X-Nudge-Idempotency-Key",
+    "X-Nudge-Journey",
+    "X-Nudge-Step",
+    "Content-Type",
+]

@@ -1,0 +1,157 @@
+"""Templates: every one renders in ja and en; strict variables; escaping; locale fallback."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from nudge.errors import TemplateError
+from nudge.sender.render import LOCALES, Renderer, money, resolve_locale, sample_variables
+
+RENDERER = Renderer()
+SAMPLES = sample_variables()
+NAMES = RENDERER.template_names()
+MARKETING = {
+    "onboarding_guide",
+    "onboarding_tips",
+    "cart_reminder_1",
+    "cart_reminder_2",
+    "browse_offer",
+    "first_purchase_thank_you",
+    "review_request",
+    "cross_sell",
+    "winback_1",
+    "winback_2",
+    "birthday",
+    "anniversary",
+    "seasonal_pre_sale",
+    "seasonal_launch",
+    "seasonal_last_call",
+}
+CONTRACT = {
+    "order_confirmation",
+    "shipping_notice",
+    "password_reset",
+    "email_verification",
+    "welcome",
+} | MARKETING
+
+
+def test_every_template_of_the_contract_is_shipped_with_samples() -> None:
+    """docs/dev/contracts.md lists these templates; each exists and has sample variables."""
+    assert set(NAMES) == CONTRACT
+    assert set(SAMPLES) == CONTRACT
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("name", sorted(CONTRACT))
+def test_every_template_renders_in_every_locale(name: str, locale: str) -> None:
+    """Subject, text and HTML render with the sample variables; marketing shows unsubscribe."""
+    variables = {
+        **SAMPLES[name],
+        "shop_name": "Nudge Shop",
+        "shop_url": "https://shop.example.com",
+    }
+    if name in MARKETING:
+        variables["unsubscribe_url"] = "https://shop.example.com/unsubscribe?token=t"
+    mail = RENDERER.render(name, locale, variables)
+    assert mail.locale == locale
+    assert mail.subject
+    assert "\n" not in mail.subject
+    assert mail.html.lstrip().startswith("<!DOCTYPE html>")
+    assert f'lang="{locale}"' in mail.html
+    expected_name = SAMPLES[name]["name"] or ("お客様" if locale == "ja" else "Hello there")
+    assert expected_name in mail.text
+    if name in MARKETING:
+        assert "https://shop.example.com/unsubscribe?token=t" in mail.text
+        assert 'href="https://shop.example.com/unsubscribe?token=t"' in mail.html
+    else:
+        assert "unsubscribe" not in mail.html.lower()
+    if locale == "ja":
+        assert re.search(r"[ぁ-んァ-ン]", mail.subject)
+        assert "様" in mail.text or "お客様" in mail.text
+
+
+@pytest.mark.parametrize(("locale", "greeting"), [("ja", "お客様"), ("en", "Hello there,")])
+def test_a_missing_name_falls_back_to_a_polite_greeting(locale: str, greeting: str) -> None:
+    """`name: null` (or absent) greets the customer generically, never `None`."""
+    mail = RENDERER.render("welcome", locale, {"name": None, "shop_name": "S", "shop_url": "u"})
+    assert mail.text.startswith(greeting)
+    assert "None" not in mail.text
+    bare = RENDERER.render("welcome", locale, {"shop_name": "S", "shop_url": "u"})
+    assert bare.text.startswith(greeting)
+
+
+@pytest.mark.parametrize(
+    ("locale", "used"), [("ja-JP", "ja"), ("en_US", "en"), ("EN", "en"), ("fr", "ja"), (None, "ja")]
+)
+def test_unknown_locales_fall_back_to_japanese(locale: str | None, used: str) -> None:
+    """Regional variants map to their language; anything unknown uses `ja` (SPEC default)."""
+    assert resolve_locale(locale) == used
+
+
+def test_a_missing_variable_names_template_and_variable() -> None:
+    """StrictUndefined: no silent empty hole, an error an operator can act on."""
+    with pytest.raises(TemplateError) as caught:
+        RENDERER.render(
+            "order_confirmation",
+            "ja",
+            {"name": "x", "items": [], "shop_name": "S", "shop_url": "u"},
+        )
+    assert caught.value.reason == "missing_variable"
+    assert "ja/order_confirmation" in str(caught.value)
+    assert "'order_id'" in str(caught.value)
+
+
+def test_items_need_only_what_the_app_sends() -> None:
+    """An item with only a product id still renders (name falls back to the id, no price)."""
+    variables = {
+        **SAMPLES["order_confirmation"],
+        "items": [{"product_id": "p-9"}],
+        "shop_name": "S",
+        "shop_url": "u",
+    }
+    mail = RENDERER.render("order_confirmation", "en", variables)
+    assert "- p-9 x" not in mail.text
+    assert "- p-9" in mail.text
+
+
+def test_unknown_and_hostile_template_names_are_template_errors() -> None:
+    """A template that does not exist, or a path, is refused with a clear reason."""
+    with pytest.raises(TemplateError) as caught:
+        RENDERER.render("no_such_template", "ja", {})
+    assert caught.value.reason == "template_not_found"
+    with pytest.raises(TemplateError):
+        RENDERER.render("../../etc/passwd", "ja", {})
+
+
+def test_html_escapes_every_value_and_text_does_not() -> None:
+    """A product name with markup is inert in HTML and readable in text."""
+    variables = {
+        **SAMPLES["browse_offer"],
+        "product_name": '<script>alert("x")</script>&',
+        "shop_name": "S",
+        "shop_url": "https://s",
+        "unsubscribe_url": "https://s/u",
+    }
+    mail = RENDERER.render("browse_offer", "en", variables)
+    assert "<script>" not in mail.html
+    assert "&lt;script&gt;" in mail.html
+    assert '<script>alert("x")</script>&' in mail.text
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "expected"),
+    [(4800, "JPY", "¥4,800"), ("12000", "jpy", "¥12,000"), (12.5, "USD", "12.50 USD")],
+)
+def test_money(amount: object, currency: str, expected: str) -> None:
+    """Amounts show in the currency's usual form."""
+    assert money(amount, currency) == expected
+
+
+def test_when_formats_dates_for_the_locale() -> None:
+    """ISO timestamps read naturally in Japanese and English."""
+    base = {**SAMPLES["password_reset"], "shop_name": "S", "shop_url": "u"}
+    assert "2026年11月22日 11:15" in RENDERER.render("password_reset", "ja", base).text
+    assert "22 Nov 2026, 11:15" in RENDERER.render("password_reset", "en", base).text
