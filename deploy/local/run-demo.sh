@@ -88,9 +88,10 @@ say "all services ready"
 "$bin/nudge" produce "$demo/events.jsonl"
 cat <<MSG
 
-  What to expect: order confirmations for Hana (ja) and Emma (en), a welcome mail and a password
-  reset for Taro, a cart reminder for Emma a few seconds later (60 min × NUDGE_DELAY_SCALE), no
-  reminder for Hana (she bought), and two dead letters for the two broken events.
+  What to expect, within seconds: order confirmations for Hana (ja, two orders) and Emma (en), a
+  welcome mail and a password reset for Taro, and two dead letters for the two broken events.
+  A few seconds later (60 min × NUDGE_DELAY_SCALE): first-purchase thank-you mails with a coupon
+  for Hana and Emma, a cart reminder for Emma — and none for Hana, whose order closed her cart.
   Metrics: processor :${NUDGE_PROCESSOR_PORT:-6066}/metrics, sender :${NUDGE_SENDER_PORT:-9465}/metrics, links :${NUDGE_WEB_PORT:-8080}/metrics.
   Press Ctrl-C to stop.
 
