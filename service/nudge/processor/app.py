@@ -1,0 +1,231 @@
+"""The Faust application of the processor, built from `Settings` (no module-level state).
+
+One agent reads three co-partitioned topics keyed by user: `<prefix>events`, `<prefix>deliveries`
+and `<prefix>internal.ticks`. Faust's assignor gives one worker the same partition of all three and
+of the state table's changelog, so everything about one user runs serially in one place, and every
+table write happens inside stream iteration (as Faust's RocksDB store requires). A timer on every
+worker sends partition-addressed ticks when its due index says something is due.
+
+Topics are created by `kafka.prepare_topics` before the worker starts (the sender, the apps and
+Faust's co-partitioning all rely on the partition count); a mismatch stops the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from typing import Any, Final
+
+import faust
+import structlog
+
+from nudge import metrics
+from nudge.processor.handler import HandlerConfig, RecordHandler
+from nudge.processor.kafka import TABLE_NAME, TICKS, KafkaSink, TableStore, TickSender
+from nudge.processor.ports import Clock, JourneyEngine, Record, StateCodec, SystemClock
+from nudge.processor.timers import DueIndex, TickPlanner
+from nudge.settings import Settings
+from nudge.topics import Topics
+
+log = structlog.get_logger("nudge.processor")
+
+EXIT_INFRASTRUCTURE: Final = 70  # EX_SOFTWARE
+LAG_INTERVAL: Final = 5.0  # seconds between consumer-lag and pending-timer samples
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessorOptions:
+    """Knobs of one worker that are not deployment-wide settings (CLI flags)."""
+
+    tick_interval: float = 1.0  # seconds between due-index checks
+    session_timeout: float = 10.0  # seconds before the group gives a dead worker's partitions away
+    web_host: str = "127.0.0.1"
+    store: str = "rocksdb://"
+    fire_limit: int = 5_000  # users fired per tick and partition
+    batch_size: int = 500  # records decided per acknowledgement round trip
+    batch_wait: float = 0.05  # seconds the stream waits to fill a batch
+
+
+@dataclass(slots=True)
+class Processor:
+    """A built (not yet started) processor: the Faust app and the parts tests look at."""
+
+    app: faust.App
+    handler: RecordHandler
+    index: DueIndex
+    planner: TickPlanner
+    topics: Topics
+    settings: Settings
+    options: ProcessorOptions
+
+    def assigned(self) -> set[int]:
+        """Partitions of the events topic this worker is active for."""
+        return active_partitions(self.app, self.topics.events)
+
+    def detail(self) -> str:
+        """What /readyz adds: the partitions this worker is active for."""
+        return "partitions: " + ",".join(str(p) for p in sorted(self.assigned()))
+
+    def ready(self) -> bool:
+        """Tables recovered, no rebalance running, and every assigned due index loaded."""
+        app = self.app
+        recovery: Any = app.tables.recovery  # type: ignore[attr-defined]  # on TableManager only
+        if not recovery.completed.is_set() or app.rebalancing or app.in_recovery:
+            return False
+        return all(self.index.loaded(p) for p in self.assigned())
+
+
+def active_partitions(app: faust.App, topic: str) -> set[int]:
+    """Partitions of `topic` this worker is active (not standby) for."""
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+
+
+def create_processor(
+    settings: Settings,
+    *,
+    engine: JourneyEngine,
+    codec: StateCodec,
+    clock: Clock | None = None,
+    options: ProcessorOptions | None = None,
+) -> Processor:
+    """Build the Faust app, its table, agent and tick timer for one worker."""
+    options = options or ProcessorOptions()
+    clock = clock or SystemClock()
+    topics = Topics(settings.topic_prefix)
+    partitions = settings.topic_partitions
+    app = faust.App(
+        topics.processor_app_id,
+        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap_servers.split(",")],
+        store=options.store,
+        datadir=str(settings.state_dir),
+        processing_guarantee=settings.processing_guarantee,
+        table_standby_replicas=settings.table_standby_replicas,
+        topic_partitions=partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=options.session_timeout,
+        broker_heartbeat_interval=min(3.0, options.session_timeout / 5),
+        web_enabled=False,
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    table = app.Table(
+        TABLE_NAME, default=None, partitions=partitions, key_type=bytes, value_type=bytes
+    )
+    source = app.topic(
+        topics.events,
+        topics.deliveries,
+        topics.internal(TICKS),
+        partitions=partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    index = DueIndex()
+    planner = TickPlanner(resend_after=max(5.0, 10 * options.tick_interval))
+    handler = RecordHandler(
+        config=HandlerConfig(topics=topics, fire_limit=options.fire_limit),
+        engine=engine,
+        codec=codec,
+        store=TableStore(table),
+        sink=KafkaSink(app),
+        clock=clock,
+        index=index,
+        planner=planner,
+        assigned=lambda: active_partitions(app, topics.events),
+    )
+    processor = Processor(
+        app=app,
+        handler=handler,
+        index=index,
+        planner=planner,
+        topics=topics,
+        settings=settings,
+        options=options,
+    )
+
+    async def handle(stream: Any) -> None:
+        batches = stream.take_events(options.batch_size, within=options.batch_wait)
+        async for events in batches:
+            records = [
+                Record(
+                    topic=event.message.topic,
+                    partition=event.message.partition,
+                    offset=event.message.offset,
+                    key=event.message.key,
+                    value=event.message.value,
+                    context=event,
+                )
+                for event in events
+            ]
+            try:
+                await handler.handle_batch(records)
+            except Exception as err:
+                # The handler already dead-letters bad input and engine failures; what reaches here
+                # is the infrastructure (broker, table store). Faust would ack these records when
+                # the agent crashes and carry on; exiting at once leaves their offsets uncommitted,
+                # so a restarted worker processes them again (at-least-once).
+                first = records[0]
+                log.critical(
+                    "processor stopping: cannot process a batch, it will be retried on restart",
+                    topic=first.topic,
+                    partition=first.partition,
+                    offset=first.offset,
+                    records=len(records),
+                    exc_info=err,
+                )
+                os._exit(EXIT_INFRASTRUCTURE)
+
+    app.agent(source, name=f"{topics.prefix}handle", concurrency=1)(handle)
+
+    ticker = TickSender(settings.kafka_bootstrap_servers, topics.internal(TICKS))
+
+    async def send_ticks() -> None:
+        loop = asyncio.get_running_loop()
+        wanted = planner.plan(processor.assigned(), index, clock.now().timestamp(), loop.time())
+        for partition in wanted:
+            try:
+                await ticker.send(partition)
+            except Exception as err:  # the broker is away: try again at the next interval
+                planner.done(partition)
+                log.warning("cannot send a tick", partition=partition, error=repr(err))
+
+    sources = {topics.events, topics.deliveries, topics.internal(TICKS)}
+
+    async def report_lag() -> None:
+        for partition in processor.assigned():
+            if index.loaded(partition):
+                metrics.PENDING_TIMERS.labels(str(partition)).set(index.pending(partition))
+        consumer: Any = app.consumer
+        committed = getattr(consumer, "_committed_offset", {})
+        for tp in app.assignor.assigned_actives():
+            if tp.topic not in sources:
+                continue
+            try:
+                done = committed.get(tp)
+                if done is None:
+                    done = await consumer.position(tp)
+                end = consumer.highwater(tp)
+            except Exception:  # noqa: S112 - a partition moving away mid-sample; next time
+                continue
+            if done is not None and end is not None:
+                metrics.CONSUMER_LAG.labels("processor", tp.topic, str(tp.partition)).set(
+                    max(0, end - done)
+                )
+
+    app.timer(interval=LAG_INTERVAL, name=f"{topics.prefix}lag")(report_lag)
+
+    def on_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> Any:
+        return ticker.stop()
+
+    app.timer(interval=options.tick_interval, name=f"{topics.prefix}ticks")(send_ticks)
+
+    def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Partitions may have moved: reload every due index from the table at the next tick.
+        index.forget()
+        planner.reset()
+
+    app.on_partitions_assigned.connect(on_assigned)
+    app.on_before_shutdown.connect(on_shutdown)
+    return processor

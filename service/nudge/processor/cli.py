@@ -1,0 +1,127 @@
+"""`nudge processor`: run one stream-processor worker (a Faust worker) until SIGTERM or Ctrl-C.
+
+Every worker of a deployment uses the same `NUDGE_TOPIC_PREFIX` (the consumer group) and its own
+`NUDGE_STATE_DIR` (RocksDB files are locked by one process). SIGTERM stops gracefully: the agent
+finishes the record in hand, offsets are committed, the producer is flushed, the group is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import structlog
+
+from nudge import logs, metrics
+from nudge.errors import ConfigError
+from nudge.processor.app import ProcessorOptions, create_processor
+from nudge.processor.kafka import prepare_topics
+from nudge.processor.ports import JourneyEngine
+from nudge.processor.web import WebServer
+from nudge.settings import Settings
+
+log = structlog.get_logger("nudge.processor")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = ProcessorOptions()
+    parser.add_argument(
+        "--tick-interval",
+        type=float,
+        default=defaults.tick_interval,
+        help="seconds between checks for due timers (default %(default)s)",
+    )
+    parser.add_argument(
+        "--session-timeout",
+        type=float,
+        default=defaults.session_timeout,
+        help="seconds after which a silent worker's partitions move to the others "
+        "(default %(default)s; the broker's minimum is usually 6)",
+    )
+    parser.add_argument(
+        "--web-host",
+        default=defaults.web_host,
+        help="address of /livez, /readyz, /metrics (default %(default)s; 0.0.0.0 in containers)",
+    )
+    parser.add_argument(
+        "--store",
+        choices=("rocksdb", "memory"),
+        default="rocksdb",
+        help="table store: rocksdb (default; survives restarts) or memory (recovers from the "
+        "changelog at every start)",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EngineCodec:
+    """The engine's encode_state / decode_state as a `StateCodec`."""
+
+    module: Any
+
+    def encode(self, state: Any) -> bytes:
+        data: bytes = self.module.encode_state(state)
+        return data
+
+    def decode(self, raw: bytes) -> Any:
+        return self.module.decode_state(raw)
+
+
+def load_engine(settings: Settings) -> tuple[JourneyEngine, EngineCodec]:
+    """The journey engine for the configured journeys file (ConfigError when it is invalid)."""
+    from nudge import journeys
+
+    engine: JourneyEngine = journeys.Engine(
+        journeys.load_journeys(settings.journeys_path), delay_scale=settings.delay_scale
+    )
+    return engine, EngineCodec(journeys)
+
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    logs.configure(fmt=settings.log_format, level=settings.log_level)
+    metrics.describe_process("processor")
+    options = ProcessorOptions(
+        tick_interval=args.tick_interval,
+        session_timeout=args.session_timeout,
+        web_host=args.web_host,
+        store=f"{args.store}://",
+    )
+    try:
+        engine, codec = load_engine(settings)
+        asyncio.run(prepare_topics(settings))
+    except ConfigError as err:
+        log.error("cannot start", error=str(err))
+        return 2
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    processor = create_processor(settings, engine=engine, codec=codec, options=options)
+    web = WebServer(
+        host=options.web_host,
+        port=settings.processor_web_port,
+        ready=processor.ready,
+        detail=processor.detail,
+    )
+    log.info(
+        "processor starting",
+        app_id=processor.topics.processor_app_id,
+        partitions=settings.topic_partitions,
+        guarantee=settings.processing_guarantee,
+        state_dir=str(settings.state_dir),
+        port=settings.processor_web_port,
+    )
+    worker = faust.Worker(
+        processor.app,
+        web,
+        loop=loop,
+        loglevel=settings.log_level,
+        override_logging=False,
+        quiet=True,
+    )
+    # Faust's terminal spinner writes a cursor escape to stdout even when stdout is a log pipe.
+    worker.spinner = None
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 0

@@ -1,0 +1,335 @@
+"""The record handler: decode, load state, call the engine, emit, store, count — per batch.
+
+This is the imperative shell around the pure engine, free of Faust so that unit tests drive it
+with `testing.py`'s fakes. Three kinds of record arrive, all keyed (or addressed) by the user's
+partition: behaviour events, delivery records, and tick messages that fire due timers.
+
+A batch (what the agent's stream buffered, up to a few hundred records) is handled in three steps:
+1. decide — every record in order: decode, read the user's state (this batch's own earlier
+   result for the user first), call the engine, collect the records to produce and the new state;
+2. emit   — produce everything and wait until the broker has acknowledged all of it;
+3. store  — write each changed user's final state once.
+
+Ordering rule (what makes at-least-once lossless): a state that says a step was sent is never
+stored before the broker has the command. A crash in between replays the records; the engine makes
+the same commands with the same idempotency keys (the sender drops the repeat). The reverse order
+could store "reminder sent" and lose the reminder. Waiting once per batch instead of once per
+record is what keeps the throughput (docs/processor.md).
+
+Bad input never stops the stream: undecodable records and records whose key is not their user
+go to `<topic>-dlt`; an engine failure on one record dead-letters that record (reason
+`processing_error`) and is logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import structlog
+
+from nudge import metrics
+from nudge.codec import decode_delivery, decode_event, encode_command
+from nudge.errors import InvalidCommand, InvalidEvent, PermanentError
+from nudge.events import KNOWN_TYPES
+from nudge.policy import encode_policy
+from nudge.processor.accounting import count_decisions
+from nudge.processor.ports import (
+    Clock,
+    JourneyEngine,
+    Outcome,
+    Output,
+    Record,
+    Sink,
+    StateCodec,
+    StateStore,
+)
+from nudge.processor.timers import DueIndex, TickPlanner, peek, to_seconds, unpack
+from nudge.processor.timers import pack as pack_value
+from nudge.topics import Topics
+
+log = structlog.get_logger("nudge.processor")
+
+REBUILD_YIELD_EVERY: Final = 20_000  # table entries read between yields to the event loop
+FIRE_YIELD_EVERY: Final = 250  # timers fired between yields to the event loop
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandlerConfig:
+    """Names and limits the handler needs."""
+
+    topics: Topics
+    fire_limit: int = 5_000  # users fired per tick and partition; the rest wait for the next
+
+
+class ProcessingError(PermanentError):
+    """The engine (or the stored state) failed on one record; it is dead-lettered, not retried."""
+
+    reason = "processing_error"
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one batch decided: records to produce, states to store, outcomes to count."""
+
+    outputs: list[Output] = field(default_factory=list)
+    dead: list[tuple[Record, PermanentError]] = field(default_factory=list)
+    writes: dict[bytes, tuple[Record, bytes | None]] = field(default_factory=dict)  # None: delete
+    outcomes: list[Outcome] = field(default_factory=list)
+    timings: list[float] = field(default_factory=list)
+
+
+class RecordHandler:
+    """Handles every record the processor's agent reads; one instance per worker."""
+
+    def __init__(
+        self,
+        *,
+        config: HandlerConfig,
+        engine: JourneyEngine,
+        codec: StateCodec,
+        store: StateStore,
+        sink: Sink,
+        clock: Clock,
+        index: DueIndex,
+        planner: TickPlanner,
+        assigned: Callable[[], set[int]],
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.codec = codec
+        self.store = store
+        self.sink = sink
+        self.clock = clock
+        self.index = index
+        self.planner = planner
+        self.assigned = assigned
+        topics = config.topics
+        self._events = topics.events
+        self._deliveries = topics.deliveries
+        self._ticks = topics.internal("ticks")
+        self._commands = topics.send_commands
+        self._policy = topics.internal("contact-policy")
+        self._keys: dict[int, int] = {}
+        self._consumed: dict[str, Any] = {}  # label children, looked up once per event type
+
+    async def handle(self, record: Record) -> None:
+        """Handle one record (a batch of one)."""
+        await self.handle_batch([record])
+
+    async def handle_batch(self, records: Sequence[Record]) -> None:
+        """Decide for every record, emit and wait for the acknowledgements, then store."""
+        batch = Batch()
+        for record in records:
+            if record.topic == self._events:
+                self._on_event(record, batch)
+            elif record.topic == self._deliveries:
+                self._on_delivery(record, batch)
+            elif record.topic == self._ticks:
+                await self._on_tick(record, batch)
+        now = self.clock.now()
+        for record, error in batch.dead:
+            await self.sink.dead_letter(record, error, now)
+        await self.sink.publish(batch.outputs)
+        for key, (record, value) in batch.writes.items():
+            if value is None:
+                self.store.delete(key, record)
+            else:
+                self.store.set(key, value, record)
+        for outcome in batch.outcomes:
+            self._count(outcome)
+        finished = time.perf_counter()
+        for started in batch.timings:
+            metrics.EVENT_PROCESSING.observe(finished - started)
+
+    # -- deciding ------------------------------------------------------------------------------
+    def _on_event(self, record: Record, batch: Batch) -> None:
+        started = time.perf_counter()
+        try:
+            event = decode_event(record.value)
+            _check_key(record, event.user_id, InvalidEvent)
+        except InvalidEvent as err:
+            self._dead_letter(record, err, "events", batch)
+            return
+        known = event.type in KNOWN_TYPES
+        label = event.type if known else "other"
+        counter = self._consumed.get(label)
+        if counter is None:
+            counter = self._consumed[label] = metrics.EVENTS_CONSUMED.labels(label)
+        counter.inc()
+        if not known:
+            metrics.EVENTS_IGNORED.labels("unknown_type").inc()
+            return
+        raw = self._read(event.user_id.encode(), record, batch)
+        try:
+            outcome = self.engine.on_event(self._load(raw), event, self.clock.now())
+        except Exception as err:
+            self._processing_error(record, err, "events", event.user_id, batch)
+            return
+        self._apply(record, event.user_id, raw, outcome, batch)
+        batch.timings.append(started)
+
+    def _on_delivery(self, record: Record, batch: Batch) -> None:
+        try:
+            delivery = decode_delivery(record.value)
+            _check_key(record, delivery.user_id, InvalidCommand)
+        except InvalidCommand as err:
+            self._dead_letter(record, err, "deliveries", batch)
+            return
+        raw = self._read(delivery.user_id.encode(), record, batch)
+        try:
+            outcome = self.engine.on_delivery(self._load(raw), delivery, self.clock.now())
+        except Exception as err:
+            self._processing_error(record, err, "deliveries", delivery.user_id, batch)
+            return
+        self._apply(record, delivery.user_id, raw, outcome, batch)
+
+    async def _on_tick(self, record: Record, batch: Batch) -> None:
+        """Fire the due timers of the tick's partition (loading its index first if needed)."""
+        partition = record.partition
+        self.planner.done(partition)
+        if not self.index.loaded(partition):
+            await self.rebuild_index()
+        now = self.clock.now()
+        now_s = to_seconds(now)
+        due = self.index.pop_due(partition, now_s, self.config.fire_limit)
+        for n, (user_id, due_at) in enumerate(due):
+            if n % FIRE_YIELD_EVERY == FIRE_YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a burst is CPU-bound: let heartbeats through
+            raw = self._read(user_id.encode(), record, batch)
+            if raw is None:
+                continue
+            try:
+                stored = unpack(raw)
+                if stored.wake_at is None or stored.wake_at > now_s:
+                    self.index.set(partition, user_id, stored.wake_at)
+                    continue
+                metrics.TIMER_LAG.observe(max(0.0, now_s - due_at))
+                outcome = self.engine.on_due(self.codec.decode(stored.state), now)
+            except Exception as err:
+                # No record to dead-letter: the user's timer stays in the table and is retried
+                # after the next rebalance; the traceback tells the operator what to fix.
+                metrics.PROCESSING_ERRORS.labels("ticks").inc()
+                log.error("timer failed", user_id=user_id, exc_info=err)
+                continue
+            self._apply(record, user_id, raw, outcome, batch)
+        metrics.PENDING_TIMERS.labels(str(partition)).set(self.index.pending(partition))
+
+    async def rebuild_index(self) -> None:
+        """Reload the due index of every assigned partition from the state table."""
+        generation = self.index.generation
+        wanted = self.assigned()
+        self.index.forget(keep=wanted)
+        missing = {p for p in wanted if not self.index.loaded(p)}
+        counts = dict.fromkeys(missing, 0)
+        started = time.perf_counter()
+        found: list[tuple[str, float | None, int]] = []
+        for n, (key, value) in enumerate(self.store.entries()):
+            wake_at, partition = peek(value)
+            if partition in counts:
+                counts[partition] += 1
+                if wake_at is not None:
+                    found.append((key.decode("utf-8", "replace"), wake_at, partition))
+            if n % REBUILD_YIELD_EVERY == REBUILD_YIELD_EVERY - 1:
+                # A million keys take seconds: let heartbeats and the web server run meanwhile.
+                await asyncio.sleep(0)
+        if self.index.generation != generation:
+            return  # a rebalance happened meanwhile: the next tick loads the new assignment
+        self.index.load(found, missing)
+        for partition, count in counts.items():
+            self._keys[partition] = count
+            metrics.TABLE_KEYS.labels(str(partition)).set(count)
+            metrics.PENDING_TIMERS.labels(str(partition)).set(self.index.pending(partition))
+        log.info(
+            "due index loaded",
+            partitions=sorted(missing),
+            users=sum(counts.values()),
+            pending=sum(self.index.pending(p) for p in missing),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _read(self, key: bytes, record: Record, batch: Batch) -> bytes | None:
+        if key in batch.writes:
+            return batch.writes[key][1]
+        return self.store.get(key, record)
+
+    def _load(self, raw: bytes | None) -> Any:
+        return None if raw is None else self.codec.decode(unpack(raw).state)
+
+    def _apply(
+        self, record: Record, user_id: str, raw: bytes | None, outcome: Outcome, batch: Batch
+    ) -> None:
+        key = user_id.encode()
+        batch.outputs.extend(
+            Output(topic=self._commands, key=key, value=encode_command(command))
+            for command in outcome.commands
+        )
+        if outcome.policy is not None:
+            batch.outputs.append(
+                Output(topic=self._policy, key=key, value=encode_policy(outcome.policy))
+            )
+        batch.outcomes.append(outcome)
+        partition = record.partition
+        if outcome.state is None:
+            if raw is not None:
+                batch.writes[key] = (record, None)
+                self._add_keys(partition, -1)
+            self.index.set(partition, user_id, None)
+            return
+        wake_at = outcome.wake_at
+        value = pack_value(self.codec.encode(outcome.state), wake_at, partition)
+        batch.writes[key] = (record, value)
+        if raw is None:
+            self._add_keys(partition, 1)
+        self.index.set(partition, user_id, to_seconds(wake_at) if wake_at else None)
+
+    def _add_keys(self, partition: int, delta: int) -> None:
+        if partition in self._keys:
+            self._keys[partition] += delta
+            metrics.TABLE_KEYS.labels(str(partition)).set(self._keys[partition])
+
+    @staticmethod
+    def _count(outcome: Outcome) -> None:
+        for command in outcome.commands:
+            metrics.COMMANDS_EMITTED.labels(
+                command.journey, command.step, command.variant or metrics.NO_VARIANT
+            ).inc()
+        count_decisions(outcome.decisions)
+
+    def _dead_letter(
+        self, record: Record, error: PermanentError, source: str, batch: Batch
+    ) -> None:
+        metrics.DEAD_LETTERED.labels(source, error.reason).inc()
+        log.warning(
+            "dead-lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=error.reason,
+            error=str(error),
+        )
+        batch.dead.append((record, error))
+
+    def _processing_error(
+        self, record: Record, err: Exception, source: str, user_id: str, batch: Batch
+    ) -> None:
+        log.error("processing failed", user_id=user_id, topic=record.topic, exc_info=err)
+        metrics.PROCESSING_ERRORS.labels(source).inc()
+        self._dead_letter(record, ProcessingError(f"{type(err).__name__}: {err}"), source, batch)
+
+
+def _check_key(
+    record: Record, user_id: str, error: type[InvalidEvent] | type[InvalidCommand]
+) -> None:
+    # State lives in the partition of the record's key: a record keyed otherwise would read and
+    # write the user's state in the wrong partition (SPEC §1: key = user_id).
+    if record.key != user_id.encode():
+        shown = record.key.decode("utf-8", "replace")[:80] if record.key is not None else None
+        raise error(
+            f"the record key {shown!r} is not the user_id {user_id!r}; publish keyed by user_id",
+            reason="key_mismatch",
+        )

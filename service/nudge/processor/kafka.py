@@ -1,0 +1,186 @@
+"""Kafka and Faust behind the processor's seams: the state table, the sink, the tick producer,
+and creating and checking the topics before a worker starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+import faust
+import faust.streams as faust_streams
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from nudge.admin import ensure_topics
+from nudge.deadletter import Source, headers
+from nudge.errors import ConfigError, PermanentError
+from nudge.processor.ports import Output, Record
+from nudge.settings import Settings
+from nudge.topics import Topics
+
+TABLE_NAME: Final = "users"
+TICKS: Final = "ticks"
+CONTACT_POLICY: Final = "contact-policy"
+TICKS_RETENTION_MS: Final = 3_600_000  # a tick is worthless once handled; keep an hour
+
+
+class TableStore:
+    """The state table as a `StateStore`.
+
+    Faust's RocksDB store picks the partition database from the *current event*, which it sets
+    while a stream yields one. The agent handles a batch after the stream has buffered it, so each
+    access first makes its own record's event current again (`faust.streams._current_event` is the
+    context variable `faust.current_event()` reads).
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: bytes, record: Record) -> bytes | None:
+        token = _enter(record)
+        try:
+            value: bytes | None = self.table.get(key)
+            return value
+        finally:
+            _leave(token)
+
+    def set(self, key: bytes, value: bytes, record: Record) -> None:
+        token = _enter(record)
+        try:
+            self.table[key] = value
+        finally:
+            _leave(token)
+
+    def delete(self, key: bytes, record: Record) -> None:
+        token = _enter(record)
+        try:
+            with contextlib.suppress(KeyError):
+                del self.table[key]
+        finally:
+            _leave(token)
+
+    def entries(self) -> Iterable[tuple[bytes, bytes]]:
+        items: Iterable[tuple[bytes, bytes]] = self.table.items()
+        return items
+
+
+def _enter(record: Record) -> Any:
+    if record.context is None:
+        return None
+    return faust_streams._current_event.set(weakref.ref(record.context))
+
+
+def _leave(token: Any) -> None:
+    if token is not None:
+        faust_streams._current_event.reset(token)
+
+
+class KafkaSink:
+    """Faust topics as a `Sink`; `publish` waits for the broker's acknowledgements."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self._topics: dict[str, Any] = {}
+
+    def topic(self, name: str) -> Any:
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self._topics[name] = self.app.topic(
+                name, key_serializer="raw", value_serializer="raw"
+            )
+        return topic
+
+    async def publish(self, outputs: Sequence[Output]) -> None:
+        if not outputs:
+            return
+        pending = [
+            await self.topic(out.topic).send(key=out.key, value=out.value) for out in outputs
+        ]
+        await asyncio.gather(*pending)
+
+    async def dead_letter(self, record: Record, error: PermanentError, failed_at: datetime) -> None:
+        source = Source(topic=record.topic, partition=record.partition, offset=record.offset)
+        await self.topic(Topics.dead_letter(record.topic)).send(
+            key=record.key,
+            value=record.value,
+            headers=headers(error, source, failed_at=failed_at.isoformat()),
+        )
+
+
+class TickSender:
+    """Produces tick messages with a plain producer of its own, outside Faust's.
+
+    Ticks are sent from a timer, outside stream iteration. Under `exactly_once` Faust's producer
+    would put them in a transaction that no commit ever closes, and read-committed consumers stop
+    at its first record (docs/processor.md); a non-transactional record is visible at once.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self._producer: AIOKafkaProducer | None = None
+
+    async def send(self, partition: int) -> None:
+        if self._producer is None:
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, linger_ms=0)
+            await producer.start()
+            self._producer = producer
+        await self._producer.send(self.topic, b"", partition=partition)
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+
+async def prepare_topics(settings: Settings) -> None:
+    """Create the processor's topics if missing and check they are co-partitioned."""
+    topics = Topics(settings.topic_prefix)
+    policy = topics.internal(CONTACT_POLICY)
+    await ensure_topics(settings)
+    await ensure_topics(settings, [policy], compacted=[policy])
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        ticks = topics.internal(TICKS)
+        existing = set(await admin.list_topics())
+        if ticks not in existing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            name=ticks,
+                            num_partitions=settings.topic_partitions,
+                            replication_factor=settings.topic_replication_factor,
+                            topic_configs={"retention.ms": str(TICKS_RETENTION_MS)},
+                        )
+                    ]
+                )
+        changelog = f"{topics.processor_app_id}-{TABLE_NAME}-changelog"
+        # Only topics that exist: asking the broker about a missing one may auto-create it with
+        # the broker's default partition count (the changelog is Faust's to create).
+        names = [topics.events, topics.deliveries, ticks, changelog]
+        described = await admin.describe_topics([n for n in names if n in existing | {ticks}])
+    finally:
+        await admin.close()
+    wrong = {
+        item["topic"]: len(item["partitions"])
+        for item in described
+        if item.get("error_code", 0) == 0
+        and item["partitions"]
+        and len(item["partitions"]) != settings.topic_partitions
+    }
+    if wrong:
+        listing = ", ".join(f"{name} has {count}" for name, count in sorted(wrong.items()))
+        raise ConfigError(
+            f"NUDGE_TOPIC_PARTITIONS={settings.topic_partitions}, but {listing} partitions: "
+            "events, deliveries, ticks and the state changelog must have the same count (state "
+            "is placed by partition). Set NUDGE_TOPIC_PARTITIONS to the existing count, or use a "
+            "new NUDGE_TOPIC_PREFIX."
+        )

@@ -1,0 +1,181 @@
+"""A tiny stand-in journey engine and a handler rig for the processor's unit tests.
+
+`CartEngine` knows one marketing reminder (60 s after the last cart change, cancelled by an order)
+and one transactional mail (order confirmation), enough to pin the shell's behaviour without the
+real journeys; the real engine runs in the integration tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from nudge.commands import DeliveryRecord, SendCommand
+from nudge.events import Event
+from nudge.policy import ContactPolicy
+from nudge.processor.handler import HandlerConfig, RecordHandler
+from nudge.processor.ports import Record
+from nudge.processor.testing import FakeClock, MemoryStore, RecordingSink
+from nudge.processor.timers import DueIndex, TickPlanner
+from nudge.topics import Topics
+
+PREFIX = "unit."
+TOPICS = Topics(PREFIX)
+REMINDER_DELAY = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FakeOutcome:
+    state: dict[str, Any] | None
+    commands: tuple[SendCommand, ...] = ()
+    decisions: tuple[Any, ...] = ()
+    wake_at: datetime | None = None
+    policy: ContactPolicy | None = None
+
+
+def command(user_id: str, journey: str, step: str, now: datetime, trigger: str) -> SendCommand:
+    key = f"{user_id}:{journey}:{step}:{trigger}"
+    return SendCommand(
+        command_id=f"c-{key}",
+        idempotency_key=key,
+        user_id=user_id,
+        journey=journey,
+        step=step,
+        kind="transactional" if journey == "order_confirmation" else "marketing",
+        template=journey,
+        locale="ja",
+        to="hana@example.jp",
+        created_at=now,
+        trigger_event_id=trigger,
+    )
+
+
+@dataclass
+class CartEngine:
+    """Cart reminder + order confirmation; `fail_on` makes on_event raise for one event type
+    (`"due"`: on_due raises)."""
+
+    fail_on: str | None = None
+    deliveries: list[DeliveryRecord] = field(default_factory=list)
+
+    def on_event(self, state: Any, event: Event, now: datetime) -> FakeOutcome:
+        if event.type == self.fail_on:
+            raise RuntimeError("engine bug")
+        current: dict[str, Any] = state or {"user_id": event.user_id, "seen": []}
+        if event.event_id in current["seen"]:
+            return FakeOutcome(state=current, wake_at=_wake(current))
+        current = {**current, "seen": [*current["seen"], event.event_id]}
+        if event.type == "user.deleted":
+            return FakeOutcome(state=None)
+        if event.type == "cart.item_added":
+            current["due"] = (now + REMINDER_DELAY).isoformat()
+            current["trigger"] = event.event_id
+            return FakeOutcome(state=current, wake_at=_wake(current))
+        if event.type == "order.completed":
+            current.pop("due", None)
+            sent = command(event.user_id, "order_confirmation", "confirmation", now, event.event_id)
+            return FakeOutcome(state=current, commands=(sent,))
+        if event.type == "user.unsubscribed":
+            policy = ContactPolicy(
+                user_id=event.user_id, marketing_allowed=False, deleted=False, at=now
+            )
+            return FakeOutcome(state=current, wake_at=_wake(current), policy=policy)
+        return FakeOutcome(state=current, wake_at=_wake(current))
+
+    def on_due(self, state: Any, now: datetime) -> FakeOutcome:
+        if self.fail_on == "due":
+            raise RuntimeError("engine bug on a timer")
+        current = dict(state)
+        trigger = current.pop("due", None) and current["trigger"]
+        sent = command(current["user_id"], "cart_abandonment", "reminder_1", now, trigger)
+        return FakeOutcome(state=current, commands=(sent,))
+
+    def on_delivery(self, state: Any, record: DeliveryRecord, now: datetime) -> FakeOutcome:
+        self.deliveries.append(record)
+        current = dict(state or {"user_id": record.user_id, "seen": []})
+        current["bounced"] = record.status == "bounced"
+        return FakeOutcome(state=current, wake_at=_wake(current))
+
+
+def _wake(state: dict[str, Any]) -> datetime | None:
+    due = state.get("due")
+    return datetime.fromisoformat(due) if due else None
+
+
+class JsonCodec:
+    def encode(self, state: Any) -> bytes:
+        return orjson.dumps(state)
+
+    def decode(self, raw: bytes) -> Any:
+        return orjson.loads(raw)
+
+
+@dataclass
+class Rig:
+    """A handler wired to fakes, with helpers to feed it records."""
+
+    handler: RecordHandler
+    engine: CartEngine
+    store: MemoryStore
+    sink: RecordingSink
+    clock: FakeClock
+    index: DueIndex
+    planner: TickPlanner
+    offsets: dict[str, int] = field(default_factory=dict)
+
+    async def feed(
+        self, topic: str, value: bytes | None, *, key: bytes | None = None, partition: int = 0
+    ) -> Record:
+        offset = self.offsets.get(topic, 0)
+        self.offsets[topic] = offset + 1
+        record = Record(topic=topic, partition=partition, offset=offset, key=key, value=value)
+        await self.handler.handle(record)
+        return record
+
+    async def event(self, partition: int = 0, **fields: Any) -> Record:
+        data = {
+            "event_id": f"e-{len(self.sink.outputs)}-{self.offsets.get(TOPICS.events, 0)}",
+            "occurred_at": self.clock.now().isoformat(),
+            **fields,
+        }
+        key = str(data["user_id"]).encode()
+        return await self.feed(TOPICS.events, orjson.dumps(data), key=key, partition=partition)
+
+    async def tick(self, partition: int = 0) -> Record:
+        return await self.feed(TOPICS.internal("ticks"), b"", partition=partition)
+
+    def commands(self) -> list[dict[str, Any]]:
+        return [orjson.loads(out.value) for out in self.sink.on(TOPICS.send_commands)]
+
+    def with_handler(self) -> Rig:
+        """The same store and sink behind a fresh handler and index (a restarted worker)."""
+        index = DueIndex()
+        planner = TickPlanner(resend_after=5)
+        handler = make_handler(self.engine, self.store, self.sink, self.clock, index, planner)
+        return replace(self, handler=handler, index=index, planner=planner)
+
+
+def make_handler(
+    engine: CartEngine,
+    store: MemoryStore,
+    sink: RecordingSink,
+    clock: FakeClock,
+    index: DueIndex,
+    planner: TickPlanner,
+    assigned: Callable[[], set[int]] = lambda: {0, 1},
+) -> RecordHandler:
+    return RecordHandler(
+        config=HandlerConfig(topics=TOPICS, fire_limit=1000),
+        engine=engine,
+        codec=JsonCodec(),
+        store=store,
+        sink=sink,
+        clock=clock,
+        index=index,
+        planner=planner,
+        assigned=assigned,
+    )

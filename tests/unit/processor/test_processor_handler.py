@@ -1,0 +1,225 @@
+"""The record handler: decode → load → engine → emit → store → count, against fakes."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from processor_fakes import TOPICS, Rig
+
+from nudge.processor.timers import unpack
+
+CART = {"product_id": "p-9", "name": "Tea set", "price": 4800, "quantity": 1}
+ORDER = {"order_id": "o-1", "total": 4800, "currency": "JPY", "items": []}
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+async def test_order_completed_emits_a_confirmation_keyed_by_user(rig: Rig) -> None:
+    """The walking skeleton: an order becomes an order_confirmation command on send-commands."""
+    await rig.event(type="order.completed", user_id="u-1", properties=ORDER)
+    [out] = rig.sink.on(TOPICS.send_commands)
+    assert out.key == b"u-1"
+    assert orjson.loads(out.value)["journey"] == "order_confirmation"
+    assert b"u-1" in rig.store.data
+
+
+async def test_commands_are_acknowledged_before_the_state_is_stored(rig: Rig) -> None:
+    """Send-then-store: a batch is published before the state write of its record happens."""
+    await rig.event(type="order.completed", user_id="u-1", properties=ORDER)
+    assert rig.sink.writes_at_publish == [0]
+    assert rig.store.writes == 1
+
+
+async def test_cart_reminder_fires_when_due_and_not_before(rig: Rig) -> None:
+    """A tick before the due time fires nothing; one after it fires the reminder once."""
+    await rig.event(type="cart.item_added", user_id="u-2", properties=CART)
+    await rig.tick()
+    rig.clock.advance(seconds=59)
+    await rig.tick()
+    assert rig.commands() == []
+    rig.clock.advance(seconds=2)
+    await rig.tick()
+    await rig.tick()
+    assert [c["step"] for c in rig.commands()] == ["reminder_1"]
+    assert unpack(rig.store.data[b"u-2"]).wake_at is None
+
+
+async def test_an_order_in_between_cancels_the_reminder(rig: Rig) -> None:
+    """The order clears the wake-up in the index and the table: nothing fires later."""
+    await rig.event(type="cart.item_added", user_id="u-3", properties=CART)
+    await rig.tick()
+    assert rig.index.pending(0) == 1
+    await rig.event(type="order.completed", user_id="u-3", properties=ORDER)
+    assert rig.index.pending(0) == 0
+    rig.clock.advance(minutes=5)
+    await rig.tick()
+    assert [c["journey"] for c in rig.commands()] == ["order_confirmation"]
+
+
+async def test_a_restarted_worker_rebuilds_the_index_and_fires_overdue_timers(rig: Rig) -> None:
+    """Timers live in the table: a fresh handler (new worker) fires what fell due meanwhile."""
+    await rig.event(type="cart.item_added", user_id="u-4", properties=CART, partition=1)
+    restarted = rig.with_handler()
+    rig.clock.advance(minutes=10)
+    await restarted.tick(partition=0)
+    assert restarted.commands() == []
+    assert restarted.index.pending(1) == 1
+    await restarted.tick(partition=1)
+    assert [c["user_id"] for c in restarted.commands()] == ["u-4"]
+
+
+async def test_ticks_only_fire_users_of_their_partition(rig: Rig) -> None:
+    """A tick on partition 0 never touches a user stored by partition 1 (table writes are per
+    partition in Faust)."""
+    await rig.event(type="cart.item_added", user_id="u-5", properties=CART, partition=1)
+    await rig.tick(partition=0)
+    await rig.tick(partition=1)
+    rig.clock.advance(minutes=2)
+    await rig.tick(partition=0)
+    assert rig.commands() == []
+    await rig.tick(partition=1)
+    assert len(rig.commands()) == 1
+
+
+async def test_malformed_event_is_dead_lettered_and_the_next_one_processed(rig: Rig) -> None:
+    """Bad JSON goes to the DLT with its reason; the stream carries on."""
+    before = sample("nudge_dead_lettered_total", {"source": "events", "reason": "malformed_json"})
+    bad = await rig.feed(TOPICS.events, b"{not json", key=b"u-6")
+    await rig.event(type="order.completed", user_id="u-6", properties=ORDER)
+    [letter] = rig.sink.dead_letters
+    assert (letter.record, letter.reason) == (bad, "malformed_json")
+    assert len(rig.commands()) == 1
+    after = sample("nudge_dead_lettered_total", {"source": "events", "reason": "malformed_json"})
+    assert after == before + 1
+
+
+async def test_a_record_keyed_by_another_user_is_dead_lettered(rig: Rig) -> None:
+    """State is placed by key, so a key that is not the user_id is rejected, not mis-stored."""
+    value = orjson.dumps(
+        {
+            "event_id": "e-1",
+            "type": "user.logged_in",
+            "user_id": "u-7",
+            "occurred_at": "2026-11-22T10:00:00+09:00",
+        }
+    )
+    await rig.feed(TOPICS.events, value, key=b"someone-else")
+    assert [d.reason for d in rig.sink.dead_letters] == ["key_mismatch"]
+    assert rig.store.data == {}
+
+
+async def test_unknown_event_types_are_counted_and_ignored(rig: Rig) -> None:
+    """Apps evolve first: an unknown type touches no state and is counted."""
+    before = sample("nudge_events_ignored_total", {"reason": "unknown_type"})
+    await rig.event(type="wishlist.added", user_id="u-8")
+    assert rig.store.data == {}
+    assert rig.sink.dead_letters == []
+    assert sample("nudge_events_ignored_total", {"reason": "unknown_type"}) == before + 1
+
+
+async def test_an_engine_failure_dead_letters_the_record_and_keeps_going(rig: Rig) -> None:
+    """An unexpected exception is `processing_error` on the DLT, not a stopped stream."""
+    rig.engine.fail_on = "user.logged_in"
+    await rig.event(type="user.logged_in", user_id="u-9")
+    await rig.event(type="order.completed", user_id="u-9", properties=ORDER)
+    assert [d.reason for d in rig.sink.dead_letters] == ["processing_error"]
+    assert "RuntimeError: engine bug" in rig.sink.dead_letters[0].message
+    assert len(rig.commands()) == 1
+
+
+async def test_deliveries_reach_the_engine_and_bad_ones_the_deliveries_dlt(rig: Rig) -> None:
+    """Delivery records feed state; undecodable ones are dead-lettered from deliveries."""
+    record = {
+        "command_id": "c-1",
+        "idempotency_key": "k-1",
+        "user_id": "u-10",
+        "status": "bounced",
+        "attempt": 1,
+        "at": "2026-11-22T10:00:00+00:00",
+        "smtp_enhanced_code": "5.1.1",
+    }
+    await rig.feed(TOPICS.deliveries, orjson.dumps(record), key=b"u-10")
+    await rig.feed(TOPICS.deliveries, b"[]", key=b"u-10")
+    assert [d.status for d in rig.engine.deliveries] == ["bounced"]
+    assert [d.record.topic for d in rig.sink.dead_letters] == [TOPICS.deliveries]
+
+
+async def test_policy_changes_are_published_keyed_by_user(rig: Rig) -> None:
+    """outcome.policy goes to the compacted contact-policy topic."""
+    await rig.event(type="user.unsubscribed", user_id="u-11", properties={"scope": "marketing"})
+    [out] = rig.sink.on(TOPICS.internal("contact-policy"))
+    assert out.key == b"u-11"
+    assert orjson.loads(out.value)["marketing_allowed"] is False
+
+
+async def test_deletion_erases_the_state_and_cancels_timers(rig: Rig) -> None:
+    """outcome.state None deletes the user's key and pending wake-up."""
+    await rig.event(type="cart.item_added", user_id="u-12", properties=CART)
+    await rig.tick()
+    await rig.event(type="user.deleted", user_id="u-12")
+    assert b"u-12" not in rig.store.data
+    assert rig.index.pending(0) == 0
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+async def test_a_tick_fires_at_most_fire_limit_users(rig: Rig, limit: int) -> None:
+    """A burst is spread over ticks so events keep flowing between them."""
+    object.__setattr__(rig.handler.config, "fire_limit", limit)
+    for n in range(5):
+        await rig.event(type="cart.item_added", user_id=f"u-b{n}", properties=CART)
+    await rig.tick()
+    rig.clock.advance(minutes=2)
+    await rig.tick()
+    assert len(rig.commands()) == limit
+    for _ in range(5):
+        await rig.tick()
+    assert len(rig.commands()) == 5
+
+
+async def test_a_batch_sees_its_own_writes_and_stores_each_user_once(rig: Rig) -> None:
+    """Within one batch a user's second record reads the first one's result; the state is
+    written once, after the batch's commands were published."""
+    from nudge.processor.ports import Record
+
+    def record(n: int, type_: str, **props: object) -> Record:
+        value = orjson.dumps(
+            {
+                "event_id": f"e-{n}",
+                "type": type_,
+                "user_id": "u-20",
+                "occurred_at": rig.clock.now().isoformat(),
+                "properties": props,
+            }
+        )
+        return Record(topic=TOPICS.events, partition=0, offset=n, key=b"u-20", value=value)
+
+    await rig.handler.handle_batch(
+        [record(1, "cart.item_added", **CART), record(2, "order.completed", **ORDER)]
+    )
+    assert [c["journey"] for c in rig.commands()] == ["order_confirmation"]
+    assert rig.store.writes == 1
+    assert rig.sink.writes_at_publish == [0]
+    assert unpack(rig.store.data[b"u-20"]).wake_at is None
+    assert rig.index.pending(0) == 0 or not rig.index.loaded(0)
+
+
+async def test_an_engine_failure_on_a_timer_is_counted_and_the_tick_goes_on(rig: Rig) -> None:
+    """A failing on_due is logged and counted; other users' timers in the same tick still fire,
+    and the failing user's state (with its wake-up) stays in the table for a later retry."""
+    await rig.event(type="cart.item_added", user_id="u-30", properties=CART)
+    await rig.tick()
+    rig.engine.fail_on = "due"
+    before = sample("nudge_processing_errors_total", {"source": "ticks"})
+    rig.clock.advance(minutes=2)
+    await rig.tick()
+    assert sample("nudge_processing_errors_total", {"source": "ticks"}) == before + 1
+    assert rig.commands() == []
+    assert unpack(rig.store.data[b"u-30"]).wake_at is not None
+    rig.engine.fail_on = None
+    restarted = rig.with_handler()
+    await restarted.tick()
+    assert [c["user_id"] for c in restarted.commands()] == ["u-30"]
