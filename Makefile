@@ -33,7 +33,7 @@ kafka-stop: ## stop the local Kafka broker started by `make kafka`
 run: install ## the demo: Kafka, SMTP sink, processor, sender, demo events; Ctrl-C stops all
 	@deploy/local/run-demo.sh
 
-test: install lint typecheck ## lint, typecheck, unit and integration tests (starts and stops Kafka)
+test: install lint typecheck check-deploy ## lint, typecheck, unit and integration tests (starts and stops Kafka)
 	@$(WITH_KAFKA) $(BIN)/pytest -q -p no:cacheprovider tests
 
 test-unit: install ## unit tests only (no Kafka)
@@ -52,6 +52,27 @@ format: install ## apply ruff's formatting and safe fixes
 
 typecheck: install ## mypy (strict) on service/
 	@$(BIN)/mypy
+
+check-deploy: install ## check Dockerfile, compose, Prometheus rules, dashboard, Helm chart (tools: .cache/tools)
+	@deploy/checks/check-deploy.sh
+
+bench-engine: install ## nudge simulate over 1M events / 100k users: events/s, peak memory, state bytes (results/engine.json)
+	@$(BIN)/python bench/bench_engine.py
+
+bench-processor: install ## events/s of one processor vs a plain aiokafka loop, timer burst lag, recovery (results/processor.json)
+	@$(WITH_KAFKA) $(BIN)/python bench/bench_processor.py
+
+bench-sender: install ## mails/s: one sender process vs a naive loop vs the sink's ceiling (results/sender.json)
+	@$(WITH_KAFKA) $(BIN)/python bench/bench_sender.py
+
+bench-e2e: install ## order → mail accepted p50/p95/p99 at 250, 500 and 1,000 events/s vs raw Kafka (results/e2e.json)
+	@$(WITH_KAFKA) $(BIN)/python bench/bench_e2e.py
+
+bench: install ## every benchmark, then results/bench.json and a table of figures vs same-run baselines
+	@$(BIN)/python bench/run_all.py
+
+chaos: install ## 100k events under SIGKILLs, SMTP outage/4xx, broker restart, bad input; PASS/FAIL (results/chaos.json)
+	@$(BIN)/python -m chaos.run --preset full
 
 demo-events: install ## write a synthetic event log to out/events.jsonl
 	@mkdir -p out && $(BIN)/nudge generate-events --users 1000 --days 60 --out out/events.jsonl
