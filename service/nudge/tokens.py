@@ -68,4 +68,9 @@ def _b64(data: bytes) -> str:
 def _unb64(text: str) -> bytes:
     if not text or len(text) > 4096:
         raise ValueError("bad length")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    # Base64 lets several strings decode to the same bytes (the spare bits of the last character);
+    # only the canonical one is accepted, so any change to a token's text invalidates it.
+    if _b64(data) != text:
+        raise ValueError("non-canonical base64")
+    return data
