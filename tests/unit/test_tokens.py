@@ -29,19 +29,17 @@ def test_a_genuine_token_gives_back_its_payload() -> None:
     assert verify(token(), purpose="unsubscribe", secret=SECRET, now=NOW) == PAYLOAD
 
 
-@pytest.mark.parametrize("position", range(120))
-def test_changing_any_character_invalidates_the_token(position: int) -> None:
-    """Every character counts, including the spare bits of the last base64 character."""
+def test_changing_any_character_invalidates_the_token() -> None:
+    """Every character counts, including the spare bits of each part's last base64 character."""
     original = token()
-    if position >= len(original):
-        pytest.skip("token shorter than this position")
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
-    for replacement in alphabet if position == len(original) - 1 else "AB_-.":
-        if original[position] == replacement:
-            continue
-        tampered = original[:position] + replacement + original[position + 1 :]
-        with pytest.raises(InvalidToken):
-            verify(tampered, purpose="unsubscribe", secret=SECRET, now=NOW)
+    for position, current in enumerate(original):
+        for replacement in alphabet:
+            if replacement == current:
+                continue
+            tampered = original[:position] + replacement + original[position + 1 :]
+            with pytest.raises(InvalidToken):
+                verify(tampered, purpose="unsubscribe", secret=SECRET, now=NOW)
 
 
 def test_a_token_for_one_purpose_is_refused_for_another() -> None:
