@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    logs.configure(fmt=settings.log_format, level=settings.log_level)
+    logs.configure(fmt=settings.log_format, level=settings.log_level, service="web")
     limits = Limits(
         per_client_rate=args.per_client_rate,
         per_client_burst=args.per_client_burst,

@@ -80,7 +80,7 @@ def load_engine(settings: Settings) -> tuple[JourneyEngine, EngineCodec]:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    logs.configure(fmt=settings.log_format, level=settings.log_level)
+    logs.configure(fmt=settings.log_format, level=settings.log_level, service="processor")
     metrics.describe_process("processor")
     options = ProcessorOptions(
         tick_interval=args.tick_interval,

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    logs.configure(fmt=settings.log_format, level=settings.log_level)
+    logs.configure(fmt=settings.log_format, level=settings.log_level, service="sender")
     port = settings.sender_metrics_port if args.port is None else args.port
     return asyncio.run(run(settings, http_port=port, http_host=args.host))
 

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from nudge import metrics
 from nudge.admin import ensure_topics, public_topics
@@ -42,6 +42,7 @@ from nudge.topics import Topics
 
 log = structlog.get_logger("nudge.sender")
 COMMIT_INTERVAL = 0.2
+LAG_INTERVAL = 10.0  # seconds between consumer-lag samples (nudge_consumer_lag_messages)
 DRAIN_TIMEOUT = 60.0
 
 
@@ -180,7 +181,7 @@ class SenderService:
     async def _serve(
         self, consumer: AIOKafkaConsumer, delivery: Delivery, stop: asyncio.Event
     ) -> None:
-        last_commit = time.monotonic()
+        last_commit = last_lag = time.monotonic()
         cap = max(1, self.settings.sender_concurrency)
         while not stop.is_set() and self.fatal is None:
             batches = await consumer.getmany(timeout_ms=100, max_records=500)
@@ -198,6 +199,12 @@ class SenderService:
             if time.monotonic() - last_commit >= COMMIT_INTERVAL:
                 await self._commit()
                 last_commit = time.monotonic()
+            if time.monotonic() - last_lag >= LAG_INTERVAL:
+                last_lag = time.monotonic()
+                try:
+                    await metrics.sample_consumer_lag("sender", consumer)
+                except KafkaError as err:  # a gap in a gauge, never a reason to stop sending
+                    log.warning("sender.lag_unavailable", error=repr(err))
 
     def _spawn(
         self, delivery: Delivery, tp: TopicPartition, record: ConsumerRecord[Any, Any]
