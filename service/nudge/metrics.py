@@ -136,8 +136,8 @@ CLICKS = Counter(
 )
 UNSUBSCRIBES = Counter(
     "nudge_unsubscribes_total",
-    "Unsubscribes, by journey and step of the mail used.",
-    ["journey", "step"],
+    "Unsubscribes, by journey, step and variant of the mail used.",
+    ["journey", "step", "variant"],
 )
 CONVERSIONS = Counter(
     "nudge_conversions_total",

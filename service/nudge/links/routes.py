@@ -178,7 +178,7 @@ class LinkRoutes:
                 "unavailable", lang=lang, status=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
             )
         if published:
-            UNSUBSCRIBES.labels(link.ref.journey, link.ref.step).inc()
+            UNSUBSCRIBES.labels(*_labels(link)).inc()
             log.info("unsubscribed", **_ids(link))
         return _page("done", lang=lang)
 

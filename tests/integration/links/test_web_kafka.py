@@ -111,7 +111,10 @@ async def test_metrics_count_the_link_traffic_and_sigterm_stops_cleanly(
     async with aiohttp.ClientSession() as http:
         assert (await http.post(url, data={"List-Unsubscribe": "One-Click"})).status == 200
         text = await (await http.get(f"{web_process.base_url}/metrics")).text()
-    assert 'nudge_unsubscribes_total{journey="cart_abandonment",step="reminder_1"} 1.0' in text
+    assert (
+        'nudge_unsubscribes_total{journey="cart_abandonment",step="reminder_1",variant="none"} 1.0'
+        in text
+    )
     assert 'nudge_build_info{service="web"' in text
     assert web_process.stop() == 0
 

@@ -85,7 +85,9 @@ async def test_one_click_post_unsubscribes_once(
     client: Client, sink: RecordingEventSink, ref: MailRef
 ) -> None:
     """RFC 8058: a POST with List-Unsubscribe=One-Click answers 200 and emits one event."""
-    before = sample("nudge_unsubscribes_total", journey="cart_abandonment", step="reminder_1")
+    before = sample(
+        "nudge_unsubscribes_total", journey="cart_abandonment", step="reminder_1", variant="B"
+    )
     response = await client.post(unsubscribe_path(ref), data=ONE_CLICK)
     assert response.status == 200
     [event] = sink.events
@@ -95,7 +97,9 @@ async def test_one_click_post_unsubscribes_once(
     assert event.properties["command_id"] == "cmd-1"
     assert event.properties["journey"] == "cart_abandonment"
     assert event.occurred_at == NOW
-    after = sample("nudge_unsubscribes_total", journey="cart_abandonment", step="reminder_1")
+    after = sample(
+        "nudge_unsubscribes_total", journey="cart_abandonment", step="reminder_1", variant="B"
+    )
     assert after == before + 1
 
 
