@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
@@ -17,6 +19,7 @@ from nudge.topics import Topics
 from .conftest import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def order(event_id: str, user_id: str, email: str, locale: str) -> bytes:
@@ -97,3 +100,23 @@ async def read_dead_letters(settings: Settings, *, expected: int) -> list[object
     finally:
         await consumer.stop()
     return found
+
+
+def test_live_metrics_of_processor_and_sender_pass_promtool(full_stack: Stack) -> None:
+    """A scrape of the running services, after real traffic, is clean under promtool."""
+    settings = settings_of(full_stack)
+    lines = [order(f"e-m{n}", f"u-m{n}", f"m{n}@example.com", "ja") for n in range(5)]
+    asyncio.run(publish(settings, [*lines, b"{broken"]))
+    full_stack.wait_for_mails(lambda found: len(found) == 5)
+    urls = [
+        f"http://127.0.0.1:{full_stack.ports['processor']}/metrics",
+        f"http://127.0.0.1:{full_stack.ports['sender']}/metrics",
+    ]
+    result = subprocess.run(  # noqa: S603 (the project's own check script)
+        [str(REPO / "deploy" / "checks" / "check-metrics.sh"), *urls],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
