@@ -11,6 +11,8 @@ fsync — a sink that syncs every mail measures the disk):
 
 Results go to results/sender.json and a table on stdout; docs/sender.md quotes them.
 Usage: python bench/bench_sender.py [--mails 5000] [--ceiling-mails 3000] [--naive-mails 300]
+       [--baseline DIR/service] (the same run with another tree's sender: before/after)
+       [--profile FILE] (the sender under cProfile)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -73,9 +76,12 @@ def spawn(
     env: dict[str, str] | None = None,
     log: Path | None = None,
     pipe: bool = False,
+    profile: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start `nudge ARGUMENTS` (our own CLI) with output to `log`, a pipe, or inherited."""
-    command = [sys.executable, "-m", "nudge.cli", *arguments]
+    """Start `nudge ARGUMENTS` (our own CLI) with output to `log`, a pipe, or inherited;
+    under cProfile (stats written to `profile` when it exits) if asked."""
+    profiler = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
+    command = [sys.executable, *profiler, "-m", "nudge.cli", *arguments]
     if log is not None:
         with log.open("wb") as handle:
             return subprocess.Popen(command, env=env, stdout=handle, stderr=handle)  # noqa: S603
@@ -154,9 +160,16 @@ async def naive(port: int, settings: Settings, mails: int) -> float:
 
 
 async def nudge(
-    port: int, settings: Settings, maildir: Path, mails: int, log: Path
+    port: int,
+    settings: Settings,
+    maildir: Path,
+    mails: int,
+    log: Path,
+    profile: Path | None = None,
+    source: Path | None = None,
 ) -> dict[str, float | None]:
-    """Pre-publish `mails` commands, start one `nudge sender`, time until all arrived."""
+    """Pre-publish `mails` commands, start one `nudge sender` (from `source`, a `service/`
+    directory, if given), time until all arrived."""
     topics = Topics(settings.topic_prefix)
     await ensure_topics(settings)
     producer = AIOKafkaProducer(
@@ -185,8 +198,10 @@ async def nudge(
         "NUDGE_TOKEN_SECRET": "bench",
         "SMTP_MAX_CONNECTIONS": str(settings.smtp_max_connections),
     }
+    if source is not None:  # ahead of the editable install: that tree's `nudge` is imported
+        env["PYTHONPATH"] = str(source)
     started = time.perf_counter()
-    process = spawn(["sender"], env=env, log=log)
+    process = spawn(["sender"], env=env, log=log, profile=profile)
     try:
         samples = await wait_for_mail(maildir, baseline + mails, limit=600, pid=process.pid)
     finally:
@@ -240,7 +255,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         naive_rate = await naive(port, settings, args.naive_mails)
         print(f"naive loop (one connection per mail): {naive_rate:,.0f} mails/s")
         result = await nudge(
-            port, settings, maildir, args.mails, Path(maildir.parent / "bench-sender.log")
+            port,
+            settings,
+            maildir,
+            args.mails,
+            Path(maildir.parent / "bench-sender.log"),
+            args.profile,
         )
         print(
             f"nudge sender (one process): {result['mails_per_second']:,.0f} mails/s "
@@ -248,6 +268,18 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             f"startup {result['startup_seconds']} s); "
             f"sender CPU per mail {result['sender_cpu_ms_per_mail']} ms"
         )
+        baseline = None
+        if args.baseline is not None:
+            # Same sink, same load, fresh topics: the A/B a noisy shared machine allows.
+            other = replace(settings, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.")
+            baseline = await nudge(
+                port, other, maildir, args.mails, Path(maildir.parent / "bench-base.log"),
+                source=args.baseline,
+            )  # fmt: skip
+            print(
+                f"baseline sender ({args.baseline}): {baseline['mails_per_second']:,.0f} mails/s; "
+                f"sender CPU per mail {baseline['sender_cpu_ms_per_mail']} ms"
+            )
         # The machine may be shared: measure the ceiling again after, and compare with the mean.
         after = await ceiling(port, raw, args.ceiling_mails, args.connections, sink.pid)
         ceiling_after = after["mails_per_second"]
@@ -278,9 +310,15 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         },
         "naive_mails_per_second": round(naive_rate, 1),
         "nudge": result,
+        "baseline": None if baseline is None else {"source": str(args.baseline), **baseline},
         "nudge_vs_naive": round(float(result["mails_per_second"] or 0) / naive_rate, 1),
         "nudge_vs_ceiling": round(
             float(result["mails_per_second"] or 0) / ((ceiling_rate + ceiling_after) / 2), 2
+        ),
+        "baseline_vs_ceiling": None
+        if baseline is None
+        else round(
+            float(baseline["mails_per_second"] or 0) / ((ceiling_rate + ceiling_after) / 2), 2
         ),
     }
 
@@ -292,6 +330,17 @@ def main() -> int:
     parser.add_argument("--naive-mails", type=int, default=300)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "sender.json")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also run the sender from this `service/` tree (e.g. `git archive HEAD service | "
+        "tar -x -C /tmp/base`, then /tmp/base/service) in the same run, for a before/after",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run the sender under cProfile and write its stats here (slower; for finding costs)",
+    )
     args = parser.parse_args()
     results = asyncio.run(run(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)

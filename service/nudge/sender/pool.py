@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,12 @@ from nudge.sender.classify import CONNECTION_ERROR, Reply
 from nudge.settings import SmtpSettings
 
 BeforeData = Callable[[], Awaitable[None]]
+# A plain dot-atom address: `<address>` is exactly what aiosmtplib's `quote_address` would make of
+# it, so MAIL and RCPT can skip its `email.utils.parseaddr` (≈ 10 % of an SMTP transaction's CPU).
+_PLAIN_ADDRESS = re.compile(
+    rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    rb"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+)
 
 
 class Mailer(Protocol):
@@ -152,9 +159,9 @@ class SmtpPool:
         client = conn.client
         stage = "mail"
         try:
-            await client.mail(envelope_from)
+            await _mail(client, envelope_from)
             stage = "rcpt"
-            await client.rcpt(recipient)
+            await _rcpt(client, recipient)
             stage = "data"
             try:
                 await before_data()
@@ -182,6 +189,36 @@ class SmtpPool:
         conn.client.close()
         self._open -= 1
         metrics.SMTP_POOL_OPEN.set(self._open)
+
+
+def _path(address: str) -> bytes | None:
+    """`<address>` for a plain ASCII address; None when aiosmtplib should parse it itself."""
+    if not address.isascii():
+        return None
+    raw = address.encode("ascii")
+    return b"<" + raw + b">" if _PLAIN_ADDRESS.fullmatch(raw) else None
+
+
+async def _mail(client: aiosmtplib.SMTP, sender: str) -> None:
+    """`client.mail(sender)`, minus the address parsing for a plain address."""
+    path = _path(sender)
+    if path is None or client.is_ehlo_or_helo_needed:
+        await client.mail(sender)
+        return
+    response = await client.execute_command(b"MAIL", b"FROM:" + path)
+    if response.code != 250:
+        raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
+
+
+async def _rcpt(client: aiosmtplib.SMTP, recipient: str) -> None:
+    """`client.rcpt(recipient)`, minus the address parsing for a plain address."""
+    path = _path(recipient)
+    if path is None or client.is_ehlo_or_helo_needed:
+        await client.rcpt(recipient)
+        return
+    response = await client.execute_command(b"RCPT", b"TO:" + path)
+    if response.code not in (250, 251):
+        raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
 
 
 async def _reset(client: aiosmtplib.SMTP) -> bool:

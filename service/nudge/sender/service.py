@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -28,7 +29,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from nudge import metrics
 from nudge.admin import ensure_topics, public_topics
 from nudge.policy import CONTACT_POLICY_TOPIC
-from nudge.sender.deliver import Delivery, Outputs
+from nudge.sender.deliver import Delivery, Outputs, Write
 from nudge.sender.ledger import LEDGER_TOPIC, LEDGER_TOPIC_CONFIG, KeyLedger
 from nudge.sender.offsets import OffsetTracker
 from nudge.sender.pool import Mailer
@@ -52,15 +53,16 @@ class KafkaOutputs(Outputs):
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self._producer = producer
 
-    async def write(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        future = await self._producer.send(topic, value=value, key=key, headers=headers)
-        await future
+    async def write_many(self, writes: Sequence[Write]) -> None:
+        # Enqueue all first (they join one batch within the linger), then wait for every ack:
+        # the outcome counts as recorded only when all of them are durable.
+        send = self._producer.send
+        futures = [
+            await send(topic, value=value, key=key, headers=headers)
+            for topic, key, value, headers in writes
+        ]
+        for future in futures:
+            await future
 
 
 class SenderService:

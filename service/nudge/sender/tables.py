@@ -30,6 +30,14 @@ class TableFollower:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # The ledger topic receives two records per mail sent (by this process too), so a
+            # fetch that returns on the first new byte comes back after every produce batch:
+            # hundreds of fetch round trips a second, each decoded in pure Python here and served
+            # by the same broker. Waiting for 64 kB or 100 ms caps it at ~10 a second;
+            # this process records its own keys in memory directly, and other instances' keys
+            # arrive at most 100 ms later (caught_up() waits for them at every assignment).
+            fetch_min_bytes=64 * 1024,
+            fetch_max_wait_ms=100,
         )
         self._partitions: list[TopicPartition] = []
         self._task: asyncio.Task[None] | None = None

@@ -1,0 +1,191 @@
+"""The sender's fast paths produce exactly what the slower general code did.
+
+Each shortcut taken for CPU per mail (docs/sender.md, Performance) is pinned against the general
+path it replaces: base64 body lines, the compiled-template cache, MAIL/RCPT paths without
+`parseaddr`, and one batched write per outcome.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.message import EmailMessage
+
+import jinja2
+import orjson
+import pytest
+from aiosmtplib.email import quote_address
+
+from nudge.codec import encode_command
+from nudge.commands import SendCommand
+from nudge.errors import TemplateError
+from nudge.sender import render
+from nudge.sender.deliver import Delivery, RecordingOutputs, Write
+from nudge.sender.ledger import KeyLedger
+from nudge.sender.mime import Mail, build
+from nudge.sender.pool import RecordingMailer, _path
+from nudge.sender.render import Renderer, sample_variables
+from nudge.sender.suppression import Gate
+from nudge.sender.throttle import DomainThrottle
+from nudge.settings import Settings
+
+NOW = datetime(2026, 11, 22, 1, 15, tzinfo=UTC)
+
+
+def mail(**overrides: object) -> Mail:
+    base: dict[str, object] = {
+        "message_id": "<abc@example.com>",
+        "date": NOW,
+        "sender": "Nudge Shop <shop@example.com>",
+        "to_address": "hana@docomo.ne.jp",
+        "to_name": "山田 花子",
+        "subject": "ご注文ありがとうございます【注文番号 o-1001】" * 3,
+        "text": "こんにちは\n" * 40,
+        "html": "<p>こんにちは</p>\n" * 40,
+        "headers": (("X-Nudge-Journey", "order_confirmation"),),
+    }
+    base.update(overrides)
+    return Mail(**base)  # type: ignore[arg-type]
+
+
+def parse(raw: bytes) -> EmailMessage:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "iso-2022-jp"])
+@pytest.mark.parametrize("size", [1, 56, 57, 58, 114, 4096])
+def test_body_lines_are_those_of_encodebytes_and_decode_back(charset: str, size: int) -> None:
+    """Base64 body lines are the 76-character lines `base64.encodebytes` would write."""
+    text = ("あいう\n" * size)[:size]
+    raw = build(mail(text=text, html=text, charset=charset))
+    message = parse(raw)
+    assert message["Subject"] == "ご注文ありがとうございます【注文番号 o-1001】" * 3
+    assert message["To"].addresses[0].display_name == "山田 花子"
+    assert message["X-Nudge-Journey"] == "order_confirmation"
+    parts = list(message.iter_parts())
+    assert [p.get_content_charset() for p in parts] == [charset, charset]
+    for part in parts:
+        assert part.get_content().replace("\r\n", "\n") == text
+        body = part.get_payload()
+        assert isinstance(body, str)
+        data = text.replace("\n", "\r\n").encode("iso2022_jp" if charset != "utf-8" else "utf-8")
+        assert body.split() == base64.encodebytes(data).decode().split()
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))  # RFC 5322's hard limit
+
+
+def test_an_empty_body_still_has_its_empty_base64_line() -> None:
+    """An empty part keeps the one empty line `encodebytes` gave it, so the MIME stays valid."""
+    message = parse(build(mail(text="", html="")))
+    assert [p.get_content() for p in message.iter_parts()] == ["", ""]
+
+
+def test_the_compiled_template_cache_renders_like_a_fresh_renderer() -> None:
+    """A template served from the cache renders what a new Renderer renders, every time."""
+    cached = Renderer()
+    variables = {**sample_variables()["order_confirmation"], "shop_name": "S", "shop_url": "u"}
+    first = cached.render("order_confirmation", "ja", variables)
+    again = cached.render("order_confirmation", "ja", {**variables, "order_id": "o-2"})
+    fresh = Renderer().render("order_confirmation", "ja", {**variables, "order_id": "o-2"})
+    assert again == fresh
+    assert first != again
+
+
+def test_a_cached_template_still_names_a_missing_variable() -> None:
+    """The cache holds templates, not outcomes: a later render with a missing variable fails."""
+    renderer = Renderer()
+    variables = {**sample_variables()["order_confirmation"], "shop_name": "S", "shop_url": "u"}
+    renderer.render("order_confirmation", "en", variables)
+    del variables["order_id"]
+    with pytest.raises(TemplateError, match="order_id"):
+        renderer.render("order_confirmation", "en", variables)
+
+
+@pytest.mark.parametrize("locale", ["ja", "en"])
+def test_plain_dict_globals_render_what_jinjas_chainmap_renders(
+    locale: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every template renders the same with our snapshot globals as with Jinja's default."""
+    ours = Renderer()
+    monkeypatch.setattr(render._Environment, "make_globals", jinja2.Environment.make_globals)
+    stock = Renderer()
+    samples = sample_variables()
+    for name in ours.template_names():
+        variables = {**samples[name], "shop_name": "S", "shop_url": "https://shop.example"}
+        variables.setdefault("unsubscribe_url", "https://n.example/u?t=1")
+        assert ours.render(name, locale, variables) == stock.render(name, locale, variables)
+    template = stock.env.get_template(f"{locale}/order_confirmation.html")
+    assert not isinstance(template.globals, dict)  # the monkeypatch did give Jinja's own
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["shop@example.com", "hana.yamada+tag@mail.example.co.jp", "a_b-c@x-y.example", "u1@d.jp"],
+)
+def test_plain_addresses_get_the_path_aiosmtplib_would_send(address: str) -> None:
+    """For a plain address the shortcut sends the very `<address>` aiosmtplib would."""
+    assert _path(address) == quote_address(address).encode("ascii")
+
+
+@pytest.mark.parametrize(
+    "address",
+    ['"odd name"@example.com', "Hana <hana@example.jp>", "はな@example.jp", "a..b@example.com",
+     "hana@localhost", ".a@example.com", "a@-"],
+)  # fmt: skip
+def test_unusual_addresses_are_left_to_aiosmtplib(address: str) -> None:
+    """Anything but a plain dot-atom address takes aiosmtplib's own parsing path."""
+    assert _path(address) is None
+
+
+class CountingOutputs(RecordingOutputs):
+    """Records, plus the size of every `write_many` call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+
+    async def write_many(self, writes: Sequence[Write]) -> None:
+        self.calls.append(len(writes))
+        await super().write_many(writes)
+
+
+async def test_sent_mail_costs_two_produce_calls() -> None:
+    """`sending` alone (acknowledged before DATA), then `sent` + delivery record in one call."""
+    outputs = CountingOutputs()
+    delivery = Delivery(
+        Settings(topic_prefix="t.", token_secret=b"k" * 32),
+        mailer=RecordingMailer(),
+        renderer=Renderer(),
+        ledger=KeyLedger(),
+        gate=Gate(),
+        outputs=outputs,
+        throttle=DomainThrottle([]),
+        clock=lambda: NOW,
+    )
+    command = SendCommand(
+        command_id="c-1",
+        idempotency_key="k-1",
+        user_id="u-1",
+        journey="order_confirmation",
+        step="confirmation",
+        kind="transactional",
+        template="order_confirmation",
+        locale="ja",
+        to="hana@example.jp",
+        created_at=NOW,
+        variables=sample_variables()["order_confirmation"],
+    )
+
+    class Record:
+        topic, partition, offset, key = "t.send-commands", 0, 1, b"u-1"
+        value = encode_command(command)
+
+    await delivery.handle(Record(), 1)
+    assert outputs.calls == [1, 2]
+    topics = [topic for topic, *_ in outputs.records]
+    assert topics == ["t.internal.sent-keys", "t.internal.sent-keys", "t.deliveries"]
+    assert orjson.loads(outputs.records[1][2] or b"")["state"] == "sent"
