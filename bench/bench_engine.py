@@ -1,8 +1,9 @@
 """`make bench-engine`: `nudge simulate` over 1,000,000 synthetic events of 100,000 users.
 
 Reports events per second (decode + engine + writing commands and decisions, one process, one
-core), peak memory of the simulating process (ru_maxrss) and the stored state size per user
-(all users, and idle users: nothing due in the next 24 h and an empty cart). Each repetition
+core), peak memory of the simulating process (VmHWM) and the stored state size per user (all
+users, and idle users: nothing due in the next 24 h and an empty cart), with the machine's load
+average around each run, since the figures depend on it on a shared machine. Each repetition
 runs in a fresh child process so that peak memory is the simulator's own; the table shows the
 median of the repetitions and results/engine.json keeps every run.
 
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY_MS = 86_400_000
@@ -44,6 +46,7 @@ def main() -> int:
         generate(log, args)
     runs = []
     for index in range(args.repeat):
+        load_before = os.getloadavg()[0]
         done = subprocess.run(  # noqa: S603 (our own interpreter and script)
             [sys.executable, __file__, "--child", str(log), "--work", str(args.work)],
             check=True,
@@ -51,10 +54,12 @@ def main() -> int:
             text=True,
         )
         run = json.loads(done.stdout)
+        # The machine is shared: the 1-minute load average before and after says how much.
+        run["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
         runs.append(run)
         print(
             f"  run {index + 1}: {run['events_per_second']:,.0f} events/s, "
-            f"peak {run['peak_rss_mib']:.0f} MiB",
+            f"peak {run['peak_rss_mib']:.0f} MiB, load {load_before:.1f}-{os.getloadavg()[0]:.1f}",
             file=sys.stderr,
         )
     report(runs, log, args)
@@ -142,7 +147,7 @@ def _peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def report(runs: list[dict[str, float]], log: Path, args: argparse.Namespace) -> None:
+def report(runs: list[dict[str, Any]], log: Path, args: argparse.Namespace) -> None:
     keys = [
         "events_per_second",
         "events_per_cpu_second",

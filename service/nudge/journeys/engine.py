@@ -14,10 +14,10 @@ then fire everything due at `now`.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime
-from typing import Any, Final
+from datetime import datetime
+from typing import Final
 
-from nudge.commands import DeliveryRecord
+from nudge.commands import DeliveryRecord, SendCommand
 from nudge.events import (
     CART_ITEM_ADDED,
     CART_ITEM_REMOVED,
@@ -44,18 +44,33 @@ from nudge.journeys.facts import (
 from nudge.journeys.firing import Firing
 from nudge.journeys.ids import event_digest
 from nudge.journeys.localtime import from_ms, to_ms, zone
-from nudge.journeys.outcome import Decision, Outcome
-from nudge.journeys.state import (
-    EVENT_DIGEST_BYTES,
-    FOREVER,
-    Run,
-    UserState,
-)
+from nudge.journeys.outcome import Decision, Outcome, new_decision
+from nudge.journeys.runs import Runs
+from nudge.journeys.state import EVENT_DIGEST_BYTES, Run, UserState
 from nudge.journeys.timing import Timing
-from nudge.journeys.variables import capture, capture_names
 from nudge.policy import ContactPolicy
 
 MAX_SUPPRESSED: Final = 4
+# (state, commands, decisions, wake-up in epoch ms, contact policy): an `Outcome` before the
+# wake-up becomes a datetime.
+Result = tuple[
+    UserState | None,
+    tuple[SendCommand, ...],
+    tuple[Decision, ...],
+    int | None,
+    ContactPolicy | None,
+]
+# Event types with a fact of their own beyond activity time (`Engine._facts`).
+_FACT_TYPES: Final = frozenset(
+    {
+        PRODUCT_VIEWED,
+        CART_ITEM_ADDED,
+        CART_ITEM_REMOVED,
+        ORDER_COMPLETED,
+        USER_SIGNED_UP,
+        USER_UNSUBSCRIBED,
+    }
+)
 
 
 class Engine:
@@ -72,112 +87,31 @@ class Engine:
             attribution_window_ms=self.timing.scaled(config.policies.attribution_window_ms),
         )
         self.journeys: dict[str, Journey] = {j.name: j for j in config.journeys if j.enabled}
-        by_event: dict[str, list[Journey]] = {}
-        exits: dict[str, list[Journey]] = {}
-        for journey in self.journeys.values():
-            for event_type in journey.trigger.events:
-                by_event.setdefault(event_type, []).append(journey)
-            for exit_rule in journey.exits:
-                if journey not in exits.setdefault(exit_rule.event, []):
-                    exits[exit_rule.event].append(journey)
-        self._by_event = {k: tuple(v) for k, v in by_event.items()}
-        self._exits = {k: tuple(v) for k, v in exits.items()}
-        self._cart_exits = frozenset(
-            j.name for j in self.journeys.values() if "cart_empty" in j.exit_when
-        )
-        self._birthday = tuple(
-            j for j in self.journeys.values() if j.trigger.calendar == "birthday"
-        )
-        self._signup = tuple(j for j in self.journeys.values() if j.trigger.calendar == "signup")
         windows = [j.trigger.within_ms for j in self.journeys.values() if j.trigger.when]
         self._view_window = self.timing.scaled(max(windows, default=86_400_000))
-        self._capture = {
-            j.name: capture_names(
-                tuple(
-                    sorted(
-                        {s.template for s in j.steps}
-                        | {t for v in j.variants for t in v.templates.values()}
-                    )
-                )
-            )
-            for j in self.journeys.values()
-        }
-        # The run's subject (product, order) for re-entry and exits that name one.
-        self._subjects = {
-            j.name: j.reentry.per or next((e.same for e in j.exits if e.same), None)
-            for j in self.journeys.values()
-        }
+        self._keep_seen = self.policies.remember_events * EVENT_DIGEST_BYTES
+        self._default_tz = config.default_timezone
         self.firing = Firing(config, self.journeys, self.timing, self.policies)
+        self.runs = Runs(self.journeys, self.timing, self.firing)
 
     # -- API -------------------------------------------------------------------------------
     def on_event(self, state: UserState | None, event: Event, now: datetime) -> Outcome:
-        now_ms = to_ms(now)
-        is_new = state is None
-        if state is None:
-            state = UserState(user_id=event.user_id, seasonal_cursor=now_ms)
-        digest = event_digest(event.event_id)
-        if _seen(state.seen, digest):
-            return self._ignored(state, event, now, "duplicate_event")
-        if event.type == USER_DELETED:
-            return self._delete(state, event, now)
-        draft = Draft(state)
-        keep = self.policies.remember_events * EVENT_DIGEST_BYTES
-        draft.seen = (state.seen + digest)[-keep:]
-        if event.type not in KNOWN_TYPES:
-            return self._ignored(draft.freeze(), event, now, "unknown_type")
-        decisions: list[Decision] = []
-        allowed_before = state.marketing_allowed
-        calendar_before = (draft.birthday, draft.timezone, draft.signed_up)
-        # In the simulator now is the event's own time: skip the second conversion.
-        occurred = now_ms if event.occurred_at is now else to_ms(event.occurred_at)
-        orders_before = draft.orders
-        merge_profile(draft, event)
-        self._facts(draft, event, occurred, now, decisions)
-        self._exit(draft, event, now, decisions)
-        self._trigger(draft, event, occurred, orders_before)
-        if (draft.birthday, draft.timezone, draft.signed_up) != calendar_before:
-            self._calendar(draft, now_ms)
-        commands = self.firing.fire(draft, now_ms, decisions)
-        expire(draft, now_ms, self._view_window, self.policies.attribution_window_ms)
-        final = draft.freeze()
-        policy = None
-        if is_new or final.marketing_allowed != allowed_before:
-            policy = ContactPolicy(
-                user_id=final.user_id,
-                marketing_allowed=final.marketing_allowed,
-                deleted=False,
-                at=now,
-            )
+        final, commands, decisions, wake, policy = self.decide(state, event, now, to_ms(now))
         return Outcome(
             state=final,
-            commands=tuple(commands),
-            decisions=tuple(decisions),
-            wake_at=self.wake_at(final),
+            commands=commands,
+            decisions=decisions,
+            wake_at=None if wake is None else from_ms(wake),
             policy=policy,
         )
 
     def on_due(self, state: UserState, now: datetime) -> Outcome:
-        decisions: list[Decision] = []
-        draft = Draft(state)
-        now_ms = to_ms(now)
-        commands = self.firing.fire(draft, now_ms, decisions)
-        expire(draft, now_ms, self._view_window, self.policies.attribution_window_ms)
-        unchanged = (
-            not commands
-            and not decisions
-            and draft.runs is state.runs
-            and draft.views is state.views
-            and draft.touches is state.touches
-            and draft.marks is state.marks
-            and draft.seasonal_cursor == state.seasonal_cursor
-        )
-        # The same object when nothing changed, so the processor can skip a state write.
-        final = state if unchanged else draft.freeze()
+        final, commands, decisions, wake, _ = self.fire_due(state, to_ms(now))
         return Outcome(
             state=final,
-            commands=tuple(commands),
-            decisions=tuple(decisions),
-            wake_at=self.wake_at(final),
+            commands=commands,
+            decisions=decisions,
+            wake_at=None if wake is None else from_ms(wake),
         )
 
     def on_delivery(
@@ -208,39 +142,113 @@ class Engine:
 
     def wake_at(self, state: UserState) -> datetime | None:
         """The earliest pending thing: a step due, a deferred send, a seasonal send."""
-        due = self.firing.next_due(state)
+        due = self.firing.next_due(state, zone(state.timezone, self._default_tz))
         return None if due is None else from_ms(due)
 
-    # -- event handling --------------------------------------------------------------------
-    def _ignored(self, state: UserState, event: Event, now: datetime, reason: str) -> Outcome:
-        decision = Decision(
-            user_id=state.user_id, at=now, outcome="ignored", reason=reason, event_id=event.event_id
-        )
-        return Outcome(state=state, decisions=(decision,), wake_at=self.wake_at(state))
+    # -- the same, as plain tuples with times in ms (what `on_*` wrap; `replay.py` calls these
+    # directly: no Outcome, and no datetime round trip for the wake-up, per call) -------------
+    def decide(self, state: UserState | None, event: Event, now: datetime, now_ms: int) -> Result:
+        """`on_event` with `now_ms == to_ms(now)` given, returning a `Result` tuple."""
+        is_new = state is None
+        if state is None:
+            state = UserState(user_id=event.user_id, seasonal_cursor=now_ms)
+        digest = event_digest(event.event_id)
+        if _seen(state.seen, digest):
+            return self._ignored(state, event, now, "duplicate_event")
+        event_type = event.type
+        if event_type == USER_DELETED:
+            return self._delete(state, event, now)
+        draft = Draft(state)
+        draft.seen = (state.seen + digest)[-self._keep_seen :]
+        if event_type not in KNOWN_TYPES:
+            return self._ignored(draft.freeze(), event, now, "unknown_type")
+        decisions: list[Decision] = []
+        allowed_before = state.marketing_allowed
+        # In the simulator now is the event's own time: skip the second conversion.
+        occurred = now_ms if event.occurred_at is now else to_ms(event.occurred_at)
+        orders_before = draft.orders
+        if event.user is not None:
+            calendar_before = (draft.birthday, draft.timezone, draft.signed_up)
+            merge_profile(draft, event)
+            calendar_changed = (draft.birthday, draft.timezone, draft.signed_up) != calendar_before
+        else:
+            calendar_changed = False
+        tz = zone(draft.timezone, self._default_tz)
+        if event_type in ACTIVITY and (draft.last_active is None or occurred > draft.last_active):
+            draft.last_active = occurred
+        if event_type in _FACT_TYPES:
+            signed_up = draft.signed_up
+            self._facts(draft, event, occurred, now, decisions)
+            calendar_changed = calendar_changed or draft.signed_up != signed_up
+        runs = self.runs
+        if event_type in runs.exit_types:
+            runs.exit(draft, event, now, decisions)
+        if event_type in runs.by_event:
+            runs.trigger(draft, event, occurred, orders_before, tz)
+        if calendar_changed:
+            runs.calendar(draft, now_ms, tz)
+        commands = self.firing.fire(draft, now_ms, decisions, tz)
+        expire(draft, now_ms, self._view_window, self.policies.attribution_window_ms)
+        final = draft.freeze()
+        policy = None
+        if is_new or final.marketing_allowed != allowed_before:
+            policy = ContactPolicy(
+                user_id=final.user_id,
+                marketing_allowed=final.marketing_allowed,
+                deleted=False,
+                at=now,
+            )
+        wake = self.firing.next_due(final, tz)
+        return final, tuple(commands), tuple(decisions), wake, policy
 
-    def _delete(self, state: UserState, event: Event, now: datetime) -> Outcome:
+    def fire_due(self, state: UserState, now_ms: int) -> Result:
+        """`on_due` at `now_ms`, returning a `Result` tuple."""
+        decisions: list[Decision] = []
+        draft = Draft(state)
+        tz = zone(state.timezone, self._default_tz)
+        commands = self.firing.fire(draft, now_ms, decisions, tz)
+        expire(draft, now_ms, self._view_window, self.policies.attribution_window_ms)
+        unchanged = (
+            not commands
+            and not decisions
+            and draft.runs is state.runs
+            and draft.views is state.views
+            and draft.touches is state.touches
+            and draft.marks is state.marks
+            and draft.seasonal_cursor == state.seasonal_cursor
+        )
+        # The same object when nothing changed, so the processor can skip a state write.
+        final = state if unchanged else draft.freeze()
+        return final, tuple(commands), tuple(decisions), self.firing.next_due(final, tz), None
+
+    # -- event handling --------------------------------------------------------------------
+    def _ignored(self, state: UserState, event: Event, now: datetime, reason: str) -> Result:
+        decision = new_decision(state.user_id, now, "ignored", reason, event_id=event.event_id)
+        wake = self.firing.next_due(state, zone(state.timezone, self._default_tz))
+        return state, (), (decision,), wake, None
+
+    def _delete(self, state: UserState, event: Event, now: datetime) -> Result:
         decisions = [
             self.firing.cancelled(state.user_id, run, now, "deleted", event.event_id)
             for run in state.runs
             if run.journey in self.journeys
         ]
         policy = ContactPolicy(user_id=state.user_id, marketing_allowed=False, deleted=True, at=now)
-        return Outcome(state=None, decisions=tuple(decisions), policy=policy)
+        return None, (), tuple(decisions), None, policy
 
     def _facts(
         self, draft: Draft, event: Event, occurred: int, now: datetime, out: list[Decision]
     ) -> None:
+        """Cart, views, orders, sign-up and unsubscribe (activity time is set by the caller)."""
         kind = event.type
         props = event.properties
-        if kind in ACTIVITY and (draft.last_active is None or occurred > draft.last_active):
-            draft.last_active = occurred
-        if kind == CART_ITEM_ADDED:
+        if kind == PRODUCT_VIEWED:
+            draft.views = record_view(draft.views, props, occurred, self._view_window)
+        elif kind == CART_ITEM_ADDED:
             draft.cart = add_to_cart(draft.cart, props)
         elif kind == CART_ITEM_REMOVED:
             product = props.get("product_id")
             draft.cart = tuple(item for item in draft.cart if item[0] != product)
-        elif kind == PRODUCT_VIEWED:
-            draft.views = record_view(draft.views, props, occurred, self._view_window)
         elif kind == ORDER_COMPLETED:
             window = self.policies.attribution_window_ms
             draft.touches = recent_touches(draft.touches, occurred, window)
@@ -275,120 +283,6 @@ class Engine:
                     kept.append(run)
             draft.runs = tuple(kept)
 
-    def _exit(self, draft: Draft, event: Event, now: datetime, out: list[Decision]) -> None:
-        """Instant exits: a run whose exit event arrives (or whose cart empties) ends now."""
-        exiting = self._exits.get(event.type, ())
-        cart_empty = not draft.cart and event.type in (CART_ITEM_REMOVED, ORDER_COMPLETED)
-        if not exiting and not (cart_empty and self._cart_exits):
-            return
-        names = {j.name: j for j in exiting}
-        ended = {n for n, j in names.items() if j.reentry.mode == "debounce"}
-        if cart_empty:
-            ended |= self._cart_exits
-        if ended and draft.marks:
-            # A debounced journey's sequence is over for this subject (the cart): re-arm it.
-            draft.marks = tuple(m for m in draft.marks if m[0] not in ended)
-        kept: list[Run] = []
-        for run in draft.runs:
-            journey = names.get(run.journey)
-            ends = cart_empty and run.journey in self._cart_exits
-            if journey is not None and not ends:
-                for rule in journey.exits:
-                    if rule.event == event.type and (
-                        rule.same is None or _subject(event, rule.same) == run.key
-                    ):
-                        ends = True
-                        break
-            if ends:
-                out.append(self.firing.cancelled(draft.user_id, run, now, "exited", event.event_id))
-            else:
-                kept.append(run)
-        draft.runs = tuple(kept)
-
-    def _trigger(self, draft: Draft, event: Event, occurred: int, orders_before: int) -> None:
-        journeys = self._by_event.get(event.type)
-        if not journeys:
-            return
-        tz = zone(draft.timezone, self.config.default_timezone)
-        for journey in journeys:
-            trigger = journey.trigger
-            if trigger.when == "cart_not_empty" and not draft.cart:
-                continue
-            if trigger.when == "first_order" and orders_before != 0:
-                continue
-            if trigger.when == "repeat_view":
-                product = event.properties.get("product_id")
-                horizon = occurred - self.timing.scaled(trigger.within_ms)
-                count = sum(1 for p, at in draft.views if p == product and at > horizon)
-                if count < trigger.views:
-                    continue
-            self._start(draft, journey, event, occurred, tz)
-
-    def _start(self, draft: Draft, journey: Journey, event: Event, occurred: int, tz: Any) -> None:
-        reentry = journey.reentry
-        subject = self._subjects[journey.name]
-        key = _subject(event, subject) if subject else ""
-        runs = draft.runs
-        existing = [r for r in runs if r.journey == journey.name]
-        if reentry.mode == "debounce":
-            if existing and existing[0].step != 0:
-                return  # the first step went: keep this run (one sequence per cart)
-            if not existing and any(m == journey.name for m, _ in draft.marks):
-                return  # this cart had its sequence already; an exit (order, empty) re-arms
-            runs = tuple(r for r in runs if r.journey != journey.name)
-            if not existing:
-                draft.marks = (*draft.marks, (journey.name, FOREVER))
-        elif reentry.mode == "restart":
-            runs = tuple(r for r in runs if r.journey != journey.name)
-        elif reentry.mode in ("once", "once_per"):
-            mark = journey.name if reentry.mode == "once" else f"{journey.name}:{key}"
-            if any(
-                m == mark and (until == FOREVER or until > occurred) for m, until in draft.marks
-            ):
-                return
-            until = (
-                FOREVER if reentry.mode == "once" else occurred + self.timing.scaled(reentry.for_ms)
-            )
-            live = [m for m in draft.marks if m[1] == FOREVER or m[1] > occurred]
-            draft.marks = (*(m for m in live if m[0] != mark), (mark, until))
-        due = self.timing.step_due(journey, 0, started=occurred, previous=occurred, tz=tz)
-        run = Run(
-            journey=journey.name,
-            step=0,
-            due=due,
-            started=occurred,
-            trigger_id=event.event_id,
-            key=key,
-            data=capture(self._capture[journey.name], event.properties),
-        )
-        draft.runs = (*runs, run)
-
-    def _calendar(self, draft: Draft, now_ms: int) -> None:
-        """(Re)schedule birthday and anniversary runs after the profile or sign-up changed."""
-        tz = zone(draft.timezone, self.config.default_timezone)
-        runs = list(draft.runs)
-        for journey, origin, offset in (
-            *((j, _date(draft.birthday), 0) for j in self._birthday),
-            *((j, _signup_date(draft.signed_up, tz), j.trigger.years) for j in self._signup),
-        ):
-            key = f"{origin.isoformat()}|{tz.key}" if origin is not None else ""
-            current = next((r for r in runs if r.journey == journey.name), None)
-            if current is not None and current.key == key:
-                continue
-            runs = [r for r in runs if r.journey != journey.name]
-            if origin is not None:
-                runs.append(
-                    self.timing.yearly_run(
-                        journey,
-                        origin,
-                        key,
-                        first_year=origin.year + offset,
-                        not_before=now_ms,
-                        tz=tz,
-                    )
-                )
-        draft.runs = tuple(runs)
-
 
 def _seen(seen: bytes, digest: bytes) -> bool:
     index = seen.find(digest)
@@ -397,24 +291,6 @@ def _seen(seen: bytes, digest: bytes) -> bool:
             return True
         index = seen.find(digest, index + 1)
     return False
-
-
-def _subject(event: Event, subject: str | None) -> str:
-    value = event.properties.get(f"{subject}_id")
-    return str(value) if value is not None else ""
-
-
-def _date(text: str | None) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def _signup_date(signed_up: int | None, tz: Any) -> date | None:
-    return None if signed_up is None else from_ms(signed_up, tz).date()
 
 
 __all__ = ["Engine"]

@@ -116,5 +116,8 @@ def expire(draft: Draft, now: int, view_window: int, attribution_window: int) ->
         draft.views = tuple(v for v in draft.views if v[1] > now - view_window)
     if draft.touches and draft.touches[0].at < now - attribution_window:
         draft.touches = tuple(t for t in draft.touches if t.at >= now - attribution_window)
-    if draft.marks and any(0 <= until <= now for _, until in draft.marks):
-        draft.marks = tuple(m for m in draft.marks if m[1] == FOREVER or m[1] > now)
+    # A plain loop: this runs on every engine call, and most users' marks never expire.
+    for _, until in draft.marks:
+        if 0 <= until <= now:
+            draft.marks = tuple(m for m in draft.marks if m[1] == FOREVER or m[1] > now)
+            break

@@ -16,14 +16,15 @@ from nudge.commands import SendCommand
 from nudge.journeys.config import Journey, JourneysConfig, Policies
 from nudge.journeys.draft import Draft
 from nudge.journeys.ids import assign, command_id, idempotency_key
-from nudge.journeys.localtime import from_ms, zone
-from nudge.journeys.outcome import Decision, DecisionOutcome
+from nudge.journeys.localtime import from_ms
+from nudge.journeys.outcome import Decision, DecisionOutcome, new_command, new_decision
 from nudge.journeys.policies import gate, remember_send
-from nudge.journeys.state import MAX_TOUCHES, Run, Touch, UserState
+from nudge.journeys.state import MAX_TOUCHES, Run, UserState, new_run, new_touch
 from nudge.journeys.timing import Timing
 from nudge.journeys.variables import SendContext, build
 
 MAX_FIRINGS: Final = 256  # per call; a guard against a config that would loop forever
+_PLAIN: Final = (None, False)  # no variant, not held out
 
 
 class Firing:
@@ -39,27 +40,45 @@ class Firing:
         self.timing = timing
         self.policies = policies
         self._has_seasonal = any(j.trigger.calendar == "campaigns" for j in journeys.values())
+        # Journeys with variants or a holdout: only those need the A/B hash per step fired.
+        self._experiments = {j.name: bool(j.variants) or j.holdout > 0 for j in journeys.values()}
+        self._campaigns = {
+            (j.name, c.id): c
+            for j in journeys.values()
+            if j.trigger.calendar == "campaigns"
+            for c in reversed(j.campaigns)  # reversed: the first of a repeated id wins, as before
+        }
+        # The last send time made a datetime: many users fire at the same instant (a seasonal
+        # send at 10:00 local, the end of quiet hours), and datetimes are immutable.
+        self._local: tuple[int, ZoneInfo, datetime] | None = None
 
-    def next_due(self, state: UserState | Draft) -> int | None:
-        due = min((r.due for r in state.runs), default=None)
-        seasonal = self._next_seasonal(state)
+    def next_due(self, state: UserState | Draft, tz: ZoneInfo) -> int | None:
+        """The earliest due time of a run or a seasonal send; `tz` is the state's zone."""
+        due: int | None = None
+        for run in state.runs:
+            if due is None or run.due < due:
+                due = run.due
+        seasonal = self._next_seasonal(state, tz)
         if seasonal is not None and (due is None or seasonal < due):
             return seasonal
         return due
 
-    def fire(self, draft: Draft, now: int, out: list[Decision]) -> list[SendCommand]:
+    def fire(self, draft: Draft, now: int, out: list[Decision], tz: ZoneInfo) -> list[SendCommand]:
         """Send or settle everything due at or before `now`, in due-time order."""
         commands: list[SendCommand] = []
         if self._has_seasonal:
-            self._materialize_seasonal(draft, now)
-        if not draft.runs or min(r.due for r in draft.runs) > now:
+            self._materialize_seasonal(draft, now, tz)
+        for run in draft.runs:
+            if run.due <= now:
+                break
+        else:
             return commands  # the common case: an event with nothing due
         for _ in range(MAX_FIRINGS):
             due_runs = [r for r in draft.runs if r.due <= now]
             if not due_runs:
                 break
-            run = min(due_runs, key=lambda r: (r.due, r.journey, r.key, r.trigger_id))
-            self._fire_run(draft, run, now, out, commands)
+            run = due_runs[0] if len(due_runs) == 1 else min(due_runs, key=_firing_order)
+            self._fire_run(draft, run, now, out, commands, tz)
         return commands
 
     def cancelled(
@@ -67,11 +86,11 @@ class Firing:
     ) -> Decision:
         journey = self.journeys.get(run.journey)
         step = journey.steps[run.step] if journey and run.step < len(journey.steps) else None
-        return Decision(
-            user_id=user_id,
-            at=now,
-            outcome="skipped",
-            reason=reason,
+        return new_decision(
+            user_id,
+            now,
+            "skipped",
+            reason,
             journey=run.journey,
             step=step.name if step else None,
             kind=step.kind if step else None,
@@ -80,10 +99,9 @@ class Firing:
         )
 
     # -- seasonal --------------------------------------------------------------------------
-    def _next_seasonal(self, state: UserState | Draft) -> int | None:
+    def _next_seasonal(self, state: UserState | Draft, tz: ZoneInfo) -> int | None:
         if not self._has_seasonal or state.last_active is None:
             return None
-        tz = zone(state.timezone, self.config.default_timezone)
         slot = self.timing.next_slot(tz, state.seasonal_cursor)
         if slot is None:
             return None
@@ -92,8 +110,7 @@ class Firing:
             return None  # not in the audience; activity recomputes the wake-up
         return slot.due
 
-    def _materialize_seasonal(self, draft: Draft, now: int) -> None:
-        tz = zone(draft.timezone, self.config.default_timezone)
+    def _materialize_seasonal(self, draft: Draft, now: int, tz: ZoneInfo) -> None:
         while True:
             slot = self.timing.next_slot(tz, draft.seasonal_cursor)
             if slot is None or slot.due > now:
@@ -104,17 +121,10 @@ class Firing:
             if active is None or slot.due - active > journey.trigger.active_within_ms:
                 continue  # only users active in the window are the campaign's audience
             campaign = journey.campaigns[slot.campaign]
-            draft.runs = (
-                *draft.runs,
-                Run(
-                    journey=journey.name,
-                    step=slot.step,
-                    due=slot.due,
-                    started=slot.due,
-                    trigger_id=f"{journey.name}:{campaign.id}",
-                    key=campaign.id,
-                ),
-            )
+            trigger_id = f"{journey.name}:{campaign.id}"
+            name = journey.name
+            run = new_run(name, slot.step, slot.due, slot.due, trigger_id, campaign.id, None)
+            draft.runs = (*draft.runs, run)
 
     # -- one step --------------------------------------------------------------------------
     def _fire_run(
@@ -124,38 +134,45 @@ class Firing:
         now: int,
         out: list[Decision],
         commands: list[SendCommand],
+        tz: ZoneInfo,
     ) -> None:
         journey = self.journeys.get(run.journey)
-        others = tuple(r for r in draft.runs if r is not run)
+        runs = draft.runs
+        others = () if len(runs) == 1 else tuple([r for r in runs if r is not run])
         if journey is None or run.step >= len(journey.steps):
             draft.runs = others  # the journey left the config: drop its runs quietly
             return
         step = journey.steps[run.step]
         user_id = draft.user_id
-        variant, holdout = assign(journey, user_id)
+        variant, holdout = assign(journey, user_id) if self._experiments[journey.name] else _PLAIN
         template, params = step.template, step.params
         if variant is not None:
             chosen = next(v for v in journey.variants if v.name == variant)
             template = chosen.templates.get(step.name, template)
             params = {**params, **chosen.params.get(step.name, {})}
-        tz = zone(draft.timezone, self.config.default_timezone)
+        local = self._local
+        if local is not None and local[0] == now and local[1] is tz:
+            at = local[2]
+        else:
+            at = from_ms(now, tz)
+            self._local = (now, tz, at)
         verdict = gate(
-            kind=step.kind,
-            due=run.due,
-            now=now,
-            grace_ms=journey.grace_ms,
-            email=draft.email,
-            suppressed=draft.suppressed,
-            consent=draft.consent,
-            unsubscribed=draft.unsubscribed,
-            sent=draft.sent,
-            holdout=holdout,
-            tz=tz,
-            policies=self.policies,
+            step.kind,
+            run.due,
+            now,
+            journey.grace_ms,
+            draft.email,
+            draft.suppressed,
+            draft.consent,
+            draft.unsubscribed,
+            draft.sent,
+            holdout,
+            tz,
+            self.policies,
+            at,
         )
         key = idempotency_key(user_id, journey.name, step.name, run.trigger_id)
         cid = command_id(key)
-        at = from_ms(now, tz)
         until = None
         if verdict.verdict == "defer":
             assert verdict.until is not None  # noqa: S101 (gate sets it for every deferral)
@@ -166,11 +183,11 @@ class Firing:
             else ("deferred" if until is not None else "skipped")
         )
         out.append(
-            Decision(
-                user_id=user_id,
-                at=at,
-                outcome=outcome,
-                reason=verdict.reason,
+            new_decision(
+                user_id,
+                at,
+                outcome,
+                verdict.reason,
                 journey=journey.name,
                 step=step.name,
                 kind=step.kind,
@@ -194,9 +211,7 @@ class Firing:
         if step.kind == "marketing" and (verdict.verdict == "send" or verdict.reason == "holdout"):
             if verdict.verdict == "send":
                 draft.sent = remember_send(draft.sent, now, self.policies)
-            touch = Touch(
-                journey=journey.name, step=step.name, variant=variant, at=now, holdout=holdout
-            )
+            touch = new_touch(journey.name, step.name, variant, now, holdout)
             draft.touches = (*draft.touches, touch)[-MAX_TOUCHES:]
         draft.runs = (*others, *self._advance(draft, journey, run, tz))
 
@@ -238,9 +253,7 @@ class Firing:
         at: datetime,
         variant: str | None,
     ) -> SendCommand:
-        campaign = None
-        if journey.trigger.calendar == "campaigns":
-            campaign = next((c for c in journey.campaigns if c.id == run.key), None)
+        campaign = self._campaigns.get((journey.name, run.key))
         variables = build(
             SendContext(
                 state=draft,
@@ -254,7 +267,7 @@ class Firing:
                 campaign=campaign,
             )
         )
-        return SendCommand(
+        return new_command(
             command_id=cid,
             idempotency_key=key,
             user_id=draft.user_id,
@@ -273,15 +286,11 @@ class Firing:
 
 def _moved(run: Run, *, step: int, due: int) -> Run:
     """`replace(run, step=..., due=...)`, spelled out: replace() is slow on the firing path."""
-    return Run(
-        journey=run.journey,
-        step=step,
-        due=due,
-        started=run.started,
-        trigger_id=run.trigger_id,
-        key=run.key,
-        data=run.data,
-    )
+    return new_run(run.journey, step, due, run.started, run.trigger_id, run.key, run.data)
+
+
+def _firing_order(run: Run) -> tuple[int, str, str, str]:
+    return (run.due, run.journey, run.key, run.trigger_id)
 
 
 def _event_id(journey: Journey | None, run: Run) -> str | None:

@@ -60,7 +60,11 @@ def next_local_time(ms: int, clock: time, tz: ZoneInfo) -> int:
 
 def in_quiet_hours(ms: int, start: time, end: time, tz: ZoneInfo) -> bool:
     """True between `start` and `end` local time (a window that may wrap midnight)."""
-    clock = from_ms(ms, tz).time()
+    return is_quiet(from_ms(ms, tz).time(), start, end)
+
+
+def is_quiet(clock: time, start: time, end: time) -> bool:
+    """`in_quiet_hours` for a local time of day at hand (the firing path has it already)."""
     if start > end:
         return clock >= start or clock < end
     return start <= clock < end

@@ -7,12 +7,13 @@ can report them. Reasons are short, closed codes (`REASONS`), safe as metric lab
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from nudge.commands import Kind, SendCommand
-from nudge.journeys.state import UserState
+from nudge.journeys.state import UserState, become, builder
 from nudge.policy import ContactPolicy
 
 DecisionOutcome = Literal["sent", "skipped", "deferred", "ignored", "conversion", "recorded"]
@@ -78,3 +79,85 @@ class Outcome:
     decisions: tuple[Decision, ...] = ()
     wake_at: datetime | None = None
     policy: ContactPolicy | None = None
+
+
+_DecisionBuilder = builder(Decision)
+_CommandBuilder = builder(SendCommand)
+
+
+def new_decision(
+    user_id: str,
+    at: datetime,
+    outcome: DecisionOutcome,
+    reason: str,
+    *,
+    journey: str | None = None,
+    step: str | None = None,
+    kind: Kind | None = None,
+    variant: str | None = None,
+    command_id: str | None = None,
+    idempotency_key: str | None = None,
+    trigger_event_id: str | None = None,
+    event_id: str | None = None,
+    until: datetime | None = None,
+    revenue: float | None = None,
+    currency: str | None = None,
+    holdout: bool = False,
+) -> Decision:
+    """`Decision(...)`, built as `state.new_run` builds a run (a decision per step fired)."""
+    d = _DecisionBuilder()
+    d.user_id = user_id
+    d.at = at
+    d.outcome = outcome
+    d.reason = reason
+    d.journey = journey
+    d.step = step
+    d.kind = kind
+    d.variant = variant
+    d.command_id = command_id
+    d.idempotency_key = idempotency_key
+    d.trigger_event_id = trigger_event_id
+    d.event_id = event_id
+    d.until = until
+    d.revenue = revenue
+    d.currency = currency
+    d.holdout = holdout
+    return become(d, Decision)
+
+
+def new_command(
+    *,
+    command_id: str,
+    idempotency_key: str,
+    user_id: str,
+    journey: str,
+    step: str,
+    kind: Kind,
+    template: str,
+    locale: str,
+    to: str,
+    created_at: datetime,
+    variables: Mapping[str, Any],
+    variant: str | None,
+    trigger_event_id: str | None,
+    channel: str = "email",
+) -> SendCommand:
+    """`SendCommand(...)`, built as `state.new_run` builds a run (one per mail). A field added
+    to `SendCommand` would be left unset here: `become` refuses nothing, but
+    tests/unit/journeys/test_fastpaths.py compares the two constructors field by field."""
+    c = _CommandBuilder()
+    c.command_id = command_id
+    c.idempotency_key = idempotency_key
+    c.user_id = user_id
+    c.journey = journey
+    c.step = step
+    c.kind = kind
+    c.template = template
+    c.locale = locale
+    c.to = to
+    c.created_at = created_at
+    c.channel = channel
+    c.variables = variables
+    c.variant = variant
+    c.trigger_event_id = trigger_event_id
+    return become(c, SendCommand)

@@ -8,12 +8,13 @@ missing or suppressed address (deletion erased the state before anything could c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from nudge.commands import Kind
 from nudge.journeys.config import Policies
-from nudge.journeys.localtime import in_quiet_hours, quiet_hours_end
+from nudge.journeys.localtime import is_quiet, quiet_hours_end
 
 Verdict = Literal["send", "skip", "defer"]
 
@@ -31,7 +32,6 @@ SEND = Gate(verdict="send")
 
 
 def gate(
-    *,
     kind: Kind,
     due: int,
     now: int,
@@ -44,7 +44,9 @@ def gate(
     holdout: bool,
     tz: ZoneInfo,
     policies: Policies,
+    local: datetime,
 ) -> Gate:
+    """The verdict for one step due at `due`, at `now` (`local` is `now` in the user's zone)."""
     if kind == "marketing" and now - due > grace_ms:
         # After an outage or a replay of old events: skip instead of sending a burst.
         return Gate(verdict="skip", reason="stale")
@@ -58,7 +60,7 @@ def gate(
         return Gate(verdict="skip", reason="unsubscribed")
     if consent is not True:
         return Gate(verdict="skip", reason="no_consent")
-    if in_quiet_hours(now, policies.quiet_start, policies.quiet_end, tz):
+    if is_quiet(local.time(), policies.quiet_start, policies.quiet_end):
         return Gate(
             verdict="defer",
             reason="quiet_hours_deferred",

@@ -14,20 +14,22 @@ import re
 import sys
 from array import array
 from collections.abc import Iterator
+from dataclasses import fields
 from datetime import datetime
+from operator import attrgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Final
 
 import orjson
 
 from nudge.codec import decode_event, encode_command
 from nudge.errors import ConfigError, InvalidEvent
 from nudge.journeys.durations import parse_duration_ms
-from nudge.journeys.engine import Engine
+from nudge.journeys.engine import Engine, Result
 from nudge.journeys.loader import load_journeys
 from nudge.journeys.localtime import from_ms, to_ms
 from nudge.journeys.outcome import Decision
-from nudge.journeys.replay import Replay
+from nudge.journeys.replay import Replay, Sink
 from nudge.journeys.report import Report
 from nudge.settings import Settings
 
@@ -96,6 +98,10 @@ def simulate(
     """
     report = Report()
     replay = replay or Replay(engine)
+    sink = _sink(out, decisions, report)
+    feed = replay.feed
+    counts = report.events
+    users = report.users
     last: datetime | None = None
     for line_no, raw in _lines_in_time_order(events_path):
         try:
@@ -103,42 +109,54 @@ def simulate(
         except InvalidEvent as err:
             report.invalid_line(line_no, err.reason, str(err))
             continue
-        report.events[event.type] += 1
-        report.users.add(event.user_id)
-        if report.first_event is None:
-            report.first_event = event.occurred_at.isoformat()
-        if last is None or event.occurred_at >= last:
-            last = event.occurred_at
-        for tick in replay.apply(event):
-            _emit(tick.outcome.commands, tick.outcome.decisions, out, decisions, report)
+        counts[event.type] += 1
+        users.add(event.user_id)
+        occurred = event.occurred_at
+        if last is None:
+            report.first_event = occurred.isoformat()
+            last = occurred
+        elif occurred >= last:
+            last = occurred
+        feed(event, sink)
     report.last_event = last.isoformat() if last is not None else None
     end = _until(until, last)
     if end is not None:
         report.until = from_ms(end).isoformat()
-        for tick in replay.advance(end):
-            _emit(tick.outcome.commands, tick.outcome.decisions, out, decisions, report)
+        replay.run_until(end, sink)
     return report
 
 
-def _emit(
-    commands: Any,
-    decided: tuple[Decision, ...],
-    out: IO[bytes] | None,
-    decisions: IO[bytes] | None,
-    report: Report,
-) -> None:
-    if out is not None:
-        for command in commands:
-            out.write(encode_command(command) + b"\n")
-    for decision in decided:
-        report.decision(decision)
-        if decisions is not None:
-            decisions.write(_decision_json(decision) + b"\n")
+def _sink(out: IO[bytes] | None, decisions: IO[bytes] | None, report: Report) -> Sink:
+    """Write each engine call's commands and decisions, and count its decisions."""
+    write_command = out.write if out is not None else None
+    write_decision = decisions.write if decisions is not None else None
+    count = report.decision
+
+    def sink(_user_id: str, _at: int, result: Result) -> None:
+        if write_command is not None:
+            for command in result[1]:
+                write_command(encode_command(command) + b"\n")
+        for decision in result[2]:
+            count(decision)
+            if write_decision is not None:
+                write_decision(_decision_json(decision) + b"\n")
+
+    return sink
+
+
+_DECISION_FIELDS: Final = tuple(f.name for f in fields(Decision))
+_decision_values = attrgetter(*_DECISION_FIELDS)
 
 
 def _decision_json(d: Decision) -> bytes:
-    data = {name: getattr(d, name) for name in d.__slots__}
-    return orjson.dumps({k: v for k, v in data.items() if v is not None and v is not False})
+    """The decision's fields in declaration order, without the null and false ones."""
+    return orjson.dumps(
+        {
+            name: value
+            for name, value in zip(_DECISION_FIELDS, _decision_values(d), strict=True)
+            if value is not None and value is not False
+        }
+    )
 
 
 def _until(text: str | None, last: datetime | None) -> int | None:
@@ -156,32 +174,60 @@ def _until(text: str | None, last: datetime | None) -> int | None:
 
 def _lines_in_time_order(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, bytes) in event-time order; a sorted log streams without holding it."""
-    keys = array("q")
-    offsets = array("q")
-    ordered = True
-    previous = -(2**62)
     with path.open("rb") as file:
+        if _in_time_order(file):
+            file.seek(0)
+            for line_no, raw in enumerate(file, start=1):
+                if not raw.isspace():
+                    yield line_no, raw.rstrip(b"\r\n")
+            return
+        file.seek(0)
+        keys = array("q")
+        offsets = array("q")
+        previous = -(2**62)
         offset = 0
         for raw in file:
             key = _time_key(raw, previous)
-            if key < previous:
-                ordered = False
             previous = max(previous, key)
             keys.append(key)
             offsets.append(offset)
             offset += len(raw)
-        if ordered:
-            file.seek(0)
-            for line_no, raw in enumerate(file, start=1):
-                if raw.strip():
-                    yield line_no, raw.rstrip(b"\r\n")
-            return
         order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: keeps each user's order
         for index in order:
             file.seek(offsets[index])
             raw = file.readline()
             if raw.strip():
                 yield index + 1, raw.rstrip(b"\r\n")
+
+
+def _in_time_order(file: IO[bytes]) -> bool:
+    """True when no line's occurred_at is before an earlier one's: the cheap first pass.
+
+    Comparing datetimes needs no millisecond keys or offsets; a log out of order by less than
+    a millisecond may be reported unordered, and the keyed sort then keeps its order anyway.
+    """
+    search = _OCCURRED.search
+    latest: datetime | None = None
+    previous_text = b""
+    for raw in file:
+        match = search(raw)
+        if match is None:
+            continue
+        text = match.group(1)
+        if text == previous_text:
+            continue
+        previous_text = text
+        try:
+            moment = datetime.fromisoformat(text.decode())
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if moment.tzinfo is None:
+            continue
+        if latest is None or moment > latest:
+            latest = moment
+        elif moment < latest:
+            return False
+    return True
 
 
 def _time_key(raw: bytes, previous: int) -> int:

@@ -14,7 +14,8 @@ from typing import Any, Final
 import orjson
 
 from nudge.errors import NudgeError
-from nudge.journeys.state import Run, Touch, UserState
+from nudge.journeys.draft import Draft
+from nudge.journeys.state import Run, UserState, new_run, new_touch
 
 VERSION: Final = 1
 
@@ -83,34 +84,39 @@ def decode_state(raw: bytes) -> UserState:
             seen,
             seasonal_cursor,
         ) = data
-        return UserState(
-            user_id=user_id,
-            email=email,
-            name=name,
-            locale=locale,
-            timezone=timezone,
-            birthday=birthday,
-            consent=consent,
-            unsubscribed=unsubscribed,
-            suppressed=tuple(suppressed),
-            signed_up=signed_up,
-            last_active=last_active,
-            orders=orders,
-            cart=tuple((p, n, price, q) for p, n, price, q in cart),
-            views=tuple((p, at) for p, at in views),
-            marks=tuple((m, until) for m, until in marks),
-            runs=tuple(
-                Run(journey=j, step=s, due=d, started=st, trigger_id=t, key=k, data=dt)
-                for j, s, d, st, t, k, dt in runs
-            ),
-            sent=tuple(sent),
-            touches=tuple(
-                Touch(journey=j, step=s, variant=v, at=at, holdout=bool(h))
-                for j, s, v, at, h in touches
-            ),
-            seen=base64.b64decode(seen),
-            seasonal_cursor=seasonal_cursor,
+        # Built as a draft and frozen in place (see `draft.Draft.freeze`), with no comprehension
+        # for an empty list (`!= []`, so that a corrupt null still fails as before): the
+        # processor decodes a state per event, and the frozen constructor was most of it.
+        state = Draft.__new__(Draft)
+        state.user_id = user_id
+        state.email = email
+        state.name = name
+        state.locale = locale
+        state.timezone = timezone
+        state.birthday = birthday
+        state.consent = consent
+        state.unsubscribed = unsubscribed
+        state.suppressed = tuple(suppressed)
+        state.signed_up = signed_up
+        state.last_active = last_active
+        state.orders = orders
+        state.cart = tuple([(p, n, pr, q) for p, n, pr, q in cart]) if cart != [] else ()
+        state.views = tuple([(p, at) for p, at in views]) if views != [] else ()
+        state.marks = tuple([(m, until) for m, until in marks]) if marks != [] else ()
+        state.runs = (
+            tuple([new_run(j, s, d, st, t, k, dt) for j, s, d, st, t, k, dt in runs])
+            if runs != []
+            else ()
         )
+        state.sent = tuple(sent)
+        state.touches = (
+            tuple([new_touch(j, s, v, at, bool(h)) for j, s, v, at, h in touches])
+            if touches != []
+            else ()
+        )
+        state.seen = base64.b64decode(seen)
+        state.seasonal_cursor = seasonal_cursor
+        return state.freeze()
     except StateDecodeError:
         raise
     except (orjson.JSONDecodeError, ValueError, TypeError) as err:
