@@ -11,7 +11,7 @@ WITH_KAFKA := deploy/local/with-kafka.sh
         check-deploy bench bench-engine bench-processor bench-sender bench-e2e chaos demo-events clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + ")")'
@@ -43,12 +43,12 @@ test-integration: install ## integration tests against the real Kafka and SMTP s
 	@$(WITH_KAFKA) $(BIN)/pytest -q tests/integration
 
 lint: install ## ruff lint and format check
-	@$(BIN)/ruff check service tests deploy bench
-	@$(BIN)/ruff format --check service tests deploy bench
+	@$(BIN)/ruff check service tests deploy bench chaos
+	@$(BIN)/ruff format --check service tests deploy bench chaos
 
 format: install ## apply ruff's formatting and safe fixes
-	@$(BIN)/ruff format service tests deploy bench
-	@$(BIN)/ruff check --fix service tests deploy bench
+	@$(BIN)/ruff format service tests deploy bench chaos
+	@$(BIN)/ruff check --fix service tests deploy bench chaos
 
 typecheck: install ## mypy (strict) on service/
 	@$(BIN)/mypy
