@@ -51,6 +51,19 @@ class Stack:
         if ready_path is not None:
             self.wait_ready(name, ready_path)
 
+    def start_sink(self) -> None:
+        """`nudge smtp-sink` on this stack's port, storing mail in its maildir."""
+        port = str(self.ports["smtp-sink"])
+        self.start(
+            "smtp-sink",
+            "smtp-sink",
+            "--port",
+            port,
+            "--maildir",
+            str(self.maildir),
+            ready_path=None,
+        )
+
     def wait_ready(self, name: str, path: str, timeout: float = 90.0) -> None:
         url = f"http://127.0.0.1:{self.ports[name]}{path}"
         deadline = time.monotonic() + timeout
@@ -135,15 +148,7 @@ def stack(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Iterator[S
 @pytest.fixture
 def full_stack(stack: Stack) -> Stack:
     """SMTP sink, processor and sender running and ready."""
-    stack.start(
-        "smtp-sink",
-        "smtp-sink",
-        "--port",
-        str(stack.ports["smtp-sink"]),
-        "--maildir",
-        str(stack.maildir),
-        ready_path=None,
-    )
+    stack.start_sink()
     stack.start("processor", "processor")
     stack.start("sender", "sender")
     return stack

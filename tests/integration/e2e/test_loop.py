@@ -232,15 +232,7 @@ def test_the_loop_unsubscribe_click_and_conversion(stack: Stack, tmp_path: Path)
     """Unsubscribe stops the next marketing mail but not transactional; clicks and orders count."""
     require_stack_commands()
     stack.env["NUDGE_JOURNEYS"] = str(ab_journeys(tmp_path / "journeys.yaml"))
-    stack.start(
-        "smtp-sink",
-        "smtp-sink",
-        "--port",
-        str(stack.ports["smtp-sink"]),
-        "--maildir",
-        str(stack.maildir),
-        ready_path=None,
-    )
+    stack.start_sink()
     stack.start("web", "web")
     stack.start("processor", "processor")
     stack.start("sender", "sender")
