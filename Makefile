@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 WITH_KAFKA := deploy/local/with-kafka.sh
 
 .PHONY: help install kafka kafka-stop run test test-unit test-integration lint format typecheck \
-        check-deploy bench bench-engine bench-processor bench-sender bench-e2e chaos demo-events clean
+        check-deploy bench bench-engine bench-processor bench-handler bench-sender bench-e2e chaos demo-events clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,6 +61,9 @@ bench-engine: install ## nudge simulate over 1M events / 100k users: events/s, p
 
 bench-processor: install ## events/s of one processor vs a plain aiokafka loop, timer burst lag, recovery (results/processor.json)
 	@$(WITH_KAFKA) $(BIN)/python bench/bench_processor.py
+
+bench-handler: install ## the processor's handler + engine in process, no Kafka: the worker's upper bound (results/handler.json)
+	@$(BIN)/python bench/bench_handler.py
 
 bench-sender: install ## mails/s: one sender process vs a naive loop vs the sink's ceiling (results/sender.json)
 	@$(WITH_KAFKA) $(BIN)/python bench/bench_sender.py
