@@ -8,7 +8,10 @@
 #   deploy/local/kafka.sh stop    # stop the broker this script started (SIGTERM, then SIGKILL)
 #   deploy/local/kafka.sh status  # exit 0 when a broker answers on the port
 #
-# Environment: NUDGE_KAFKA_PORT (default 9092), NUDGE_KAFKA_HOME (default .cache/kafka).
+# Environment: NUDGE_KAFKA_PORT (default 9092), NUDGE_KAFKA_HOME (default .cache/kafka),
+# NUDGE_KAFKA_EPHEMERAL=1: start from empty storage and delete it on stop. `make test` and
+# `make run` use it: every test run creates its own topics, and a broker that keeps them all
+# grows to thousands of partitions and starts too slowly to serve the next run.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -81,7 +84,9 @@ java_run() {
 start() {
   if port_open "$port"; then say "a broker already answers on 127.0.0.1:$port; using it"; return; fi
   fetch
+  if [[ ${NUDGE_KAFKA_EPHEMERAL:-0} == 1 ]]; then rm -rf "$data"; fi
   write_config
+  if [[ ${NUDGE_KAFKA_EPHEMERAL:-0} == 1 ]]; then touch "$data/.ephemeral"; fi
   if [[ ! -f $data/meta.properties ]]; then
     say "formatting storage in $data"
     java_run kafka.tools.StorageTool format --ignore-formatted \
@@ -112,6 +117,7 @@ stop() {
     kill -0 "$pid" 2>/dev/null && { say "no exit after 30 s; killing"; kill -KILL "$pid"; }
   fi
   rm -f "$pidfile"
+  if [[ -f $data/.ephemeral ]]; then rm -rf "$data"; fi
 }
 
 case ${1:-} in

@@ -46,7 +46,9 @@ trap 'exit 130' INT TERM
 if [[ -z ${KAFKA_BOOTSTRAP_SERVERS:-} ]]; then
   export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:${NUDGE_KAFKA_PORT:-9092}
   if ! deploy/local/kafka.sh status; then
-    deploy/local/kafka.sh start
+    # The demo's topics are of no use after it ends (each run has its own prefix): a fresh broker
+    # starts in seconds and is deleted on Ctrl-C.
+    NUDGE_KAFKA_EPHEMERAL=${NUDGE_KAFKA_EPHEMERAL:-1} deploy/local/kafka.sh start
     started_kafka=1
   else
     say "using the Kafka broker already running on $KAFKA_BOOTSTRAP_SERVERS"
