@@ -9,18 +9,20 @@ import orjson
 import pytest
 
 from nudge.codec import decode_delivery, encode_command
-from nudge.commands import DeliveryRecord, SendCommand
+from nudge.commands import DeliveryRecord
 from nudge.deadletter import read_headers
 from nudge.policy import ContactPolicy, encode_policy
 from nudge.sender.classify import CONNECTION_ERROR, Reply
 from nudge.sender.deliver import Delivery, RecordingOutputs
 from nudge.sender.ledger import KeyLedger
 from nudge.sender.pool import RecordingMailer
-from nudge.sender.render import Renderer, sample_variables
+from nudge.sender.render import Renderer
 from nudge.sender.retry import read_retry_headers
 from nudge.sender.suppression import Gate
 from nudge.sender.throttle import DomainThrottle
 from nudge.settings import Settings
+
+from .factories import command
 
 NOW = datetime(2026, 11, 22, 1, 15, tzinfo=UTC)
 SETTINGS = Settings(topic_prefix="t.", token_secret=b"k" * 32, send_max_attempts=3)
@@ -35,24 +37,6 @@ class Record:
     topic: str = "t.send-commands"
     partition: int = 0
     offset: int = 7
-
-
-def command(**overrides: object) -> SendCommand:
-    base: dict[str, object] = {
-        "command_id": "c-1",
-        "idempotency_key": "k-1",
-        "user_id": "u-42",
-        "journey": "order_confirmation",
-        "step": "confirmation",
-        "kind": "transactional",
-        "template": "order_confirmation",
-        "locale": "ja",
-        "to": "hana@example.jp",
-        "created_at": NOW,
-        "variables": sample_variables()["order_confirmation"],
-    }
-    base.update(overrides)
-    return SendCommand(**base)  # type: ignore[arg-type]
 
 
 @dataclass

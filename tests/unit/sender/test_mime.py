@@ -19,6 +19,8 @@ from nudge.sender.mime import Mail, build, message_id_for
 from nudge.sender.render import Renderer, sample_variables
 from nudge.settings import Settings
 
+from . import factories
+
 NOW = datetime(2026, 11, 22, 1, 15, tzinfo=UTC)
 SETTINGS = Settings(
     mail_from="Nudge Shop <shop@example.com>",
@@ -29,21 +31,8 @@ RENDERER = Renderer()
 
 
 def command(**overrides: object) -> SendCommand:
-    base: dict[str, object] = {
-        "command_id": "c-1",
-        "idempotency_key": "order_confirmation:u-42:o-1001",
-        "user_id": "u-42",
-        "journey": "order_confirmation",
-        "step": "confirmation",
-        "kind": "transactional",
-        "template": "order_confirmation",
-        "locale": "ja",
-        "to": "hana@example.jp",
-        "created_at": NOW,
-        "variables": sample_variables()["order_confirmation"],
-    }
-    base.update(overrides)
-    return SendCommand(**base)  # type: ignore[arg-type]
+    """The shared order confirmation, with a key shaped like the engine's."""
+    return factories.command(**{"idempotency_key": "order_confirmation:u-42:o-1001", **overrides})
 
 
 def parse(raw: bytes) -> EmailMessage:
