@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,8 +89,7 @@ class Injector:
     async def _crash(self, name: str) -> None:
         async with self.locks[name]:
             at = time.time()
-            self.stack.kill(name)
-            self.stack.start(name)
+            self.stack[name].restart(signal.SIGKILL)
             took = await self.stack.wait_ready(name, 180)
             self.recovery[name].append(round(took, 2))
             self.faults.append(
@@ -147,7 +147,7 @@ class Injector:
                         continue
                     at = time.time()
                     self.say(f"{name} exited on its own (code {code}); restarting it")
-                    self.stack.start(name)
+                    self.stack[name].start()
                     try:
                         took = await self.stack.wait_ready(name, 180)
                     except RuntimeError as err:

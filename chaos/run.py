@@ -34,7 +34,7 @@ import orjson
 
 from chaos import faults as faults_mod
 from chaos.faults import Injector, schedule
-from chaos.stack import ROOT, Broker, RecordingSink, Stack, free_port
+from chaos.stack import ROOT, Broker, RecordingSink, Stack
 from chaos.topics import Publisher, read_all
 from chaos.verdict import Evidence, Verdict, judge
 from chaos.workload import HOSTILE_ORDER_USER, chaos_journeys, generate
@@ -45,6 +45,7 @@ from nudge.journeys import Engine, load_journeys
 from nudge.journeys.simulate import simulate
 from nudge.sender.sink import Faults
 from nudge.settings import Settings
+from nudge.testing import free_port
 from nudge.topics import Topics
 
 

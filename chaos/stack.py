@@ -1,6 +1,6 @@
-"""The stack under test as real processes (processor, sender, optionally a private Kafka broker)
-plus an in-process SMTP sink that records, for every accepted mail, its idempotency key and the
-moment it was accepted.
+"""The stack under test: processor and sender as real processes (`nudge.testing.Services` with
+the run's environment), optionally a private Kafka broker, and an in-process SMTP sink that
+records, for every accepted mail, its idempotency key and the moment it was accepted.
 
 Everything started here is stopped by `Stack.close()` (the runner calls it in a `finally`, also
 on Ctrl-C). Only loopback addresses are used.
@@ -9,36 +9,28 @@ on Ctrl-C). Only loopback addresses are used.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-
 from nudge.sender.sink import Faults, SmtpSink
+from nudge.testing import Service, ServiceError, Services, free_port
+
+__all__ = ["Accepted", "Broker", "RecordingSink", "Stack", "free_port"]
 
 ROOT = Path(__file__).resolve().parent.parent
-NUDGE = str(Path(sys.executable).with_name("nudge"))
 KAFKA_SH = ROOT / "deploy" / "local" / "kafka.sh"
+# Due timers checked every 0.5 s; a killed worker's partitions move on after 6 s of silence.
+PROCESSOR_ARGS = ("--tick-interval", "0.5", "--session-timeout", "6")
 
 _KEY = re.compile(rb"^X-Nudge-Idempotency-Key:[ \t]*([^\r\n]+)", re.IGNORECASE | re.MULTILINE)
 _BCC = re.compile(rb"^(Bcc|Cc):", re.IGNORECASE | re.MULTILINE)
 _TO = re.compile(rb"^To:", re.IGNORECASE | re.MULTILINE)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,112 +122,66 @@ class Broker:
         )
 
 
-@dataclass
-class Stack:
-    """Processor and sender processes with their environment, logs and health ports."""
+class Stack(Services):
+    """Processor and sender (`start("processor")`, `start("sender")`) with the run's environment;
+    logs in `workdir/logs/<name>.log`, state in `workdir/state/<name>`."""
 
-    workdir: Path
-    bootstrap: str
-    prefix: str
-    smtp_port: int
-    delay_scale: float
-    journeys: Path
-    partitions: int = 4
-    ports: dict[str, int] = field(default_factory=dict)
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    starts: dict[str, int] = field(default_factory=dict)
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.ports = {"processor": free_port(), "sender": free_port()}
-        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "NUDGE_TOPIC_PREFIX": self.prefix,
-            "NUDGE_JOURNEYS": str(self.journeys),
-            "NUDGE_TOPIC_PARTITIONS": str(self.partitions),
-            "NUDGE_DELAY_SCALE": repr(self.delay_scale),
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        bootstrap: str,
+        prefix: str,
+        smtp_port: int,
+        delay_scale: float,
+        journeys: Path,
+        partitions: int = 4,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "NUDGE_TOPIC_PREFIX": prefix,
+            "NUDGE_JOURNEYS": str(journeys),
+            "NUDGE_TOPIC_PARTITIONS": str(partitions),
+            "NUDGE_DELAY_SCALE": repr(delay_scale),
             "NUDGE_TOKEN_SECRET": "chaos-secret-chaos-secret-chaos-secret",
-            "NUDGE_PROCESSOR_PORT": str(self.ports["processor"]),
-            "NUDGE_SENDER_PORT": str(self.ports["sender"]),
             "NUDGE_PUBLIC_URL": "http://127.0.0.1:9",
-            "SMTP_URL": f"smtp://127.0.0.1:{self.smtp_port}?timeout=10",
+            "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}?timeout=10",
             # Retries every 1, 3, 9, 27 s…: an outage of 30 s is waited out within the run.
             "NUDGE_SEND_RETRY_BASE": "1",
             "NUDGE_LOG_FORMAT": "json",
             "NUDGE_LOG_LEVEL": "WARNING",
-            **self.extra_env,
+            **(extra_env or {}),
         }
+        super().__init__(workdir, env=env)
 
-    def start(self, name: str) -> None:
-        env = self.env
-        state = self.workdir / "state" / name
-        state.parent.mkdir(parents=True, exist_ok=True)
-        env["NUDGE_STATE_DIR"] = str(state)
-        log = (self.workdir / "logs" / f"{name}.log").open("ab")
-        args = (
-            [NUDGE, "processor", "--tick-interval", "0.5", "--session-timeout", "6"]
-            if name == "processor"
-            else [NUDGE, "sender"]
-        )
-        self.processes[name] = subprocess.Popen(  # noqa: S603 (our own CLI, fixed arguments)
-            args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        self.starts[name] = self.starts.get(name, 0) + 1
-
-    def kill(self, name: str) -> None:
-        """SIGKILL: no drain, no commit, no goodbye to the group."""
-        process = self.processes[name]
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        process.wait(10)
-
-    def exited(self) -> dict[str, int]:
-        """Processes that ended on their own since the last start, with their exit codes."""
-        return {n: p.returncode for n, p in self.processes.items() if p.poll() is not None}
-
-    async def ready(self, name: str) -> bool:
-        url = f"http://127.0.0.1:{self.ports[name]}/readyz"
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session,
-                session.get(url) as response,
-            ):
-                return response.status == 200
-        except (aiohttp.ClientError, OSError, TimeoutError):
-            return False
+    def start(
+        self,
+        name: str,
+        *args: str,
+        command: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Service:
+        """Start `name` with the run's arguments (the processor's short tick and session)."""
+        if not args and (command or name) == "processor":
+            args = PROCESSOR_ARGS
+        return super().start(name, *args, command=command, env=env)
 
     async def wait_ready(self, name: str, limit: float = 120.0) -> float:
-        """Seconds until /readyz answered 200; raises RuntimeError when it never does."""
-        started = time.monotonic()
-        while time.monotonic() - started < limit:
-            if self.processes[name].poll() is not None:
-                raise RuntimeError(f"{name} exited during start:\n{self.log_tail(name)}")
-            if await self.ready(name):
-                return time.monotonic() - started
-            await asyncio.sleep(0.25)
-        raise RuntimeError(f"{name} not ready after {limit} s:\n{self.log_tail(name)}")
+        """Seconds from its last start until /readyz answered 200; ServiceError (a RuntimeError,
+        quoting its log) when it exits or is not ready within `limit` s."""
+        service = self[name]
+        try:
+            async with asyncio.timeout(limit):
+                return await service.wait_ready_async()
+        except TimeoutError:
+            raise ServiceError(f"{name} not ready after {limit:.0f} s:\n{service.log()}") from None
 
-    def log_tail(self, name: str, chars: int = 3000) -> str:
-        path = self.workdir / "logs" / f"{name}.log"
-        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+    async def ready(self, name: str) -> bool:
+        """One probe of /readyz."""
+        return await asyncio.to_thread(self[name].is_ready)
 
     async def close(self) -> None:
-        """SIGTERM every process (then SIGKILL after 20 s)."""
-        for process in self.processes.values():
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for process in self.processes.values():
-            while process.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
-                await asyncio.sleep(0.1)
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                process.wait(5)
+        """SIGTERM every process (then SIGKILL after 20 s), without stalling the in-process sink
+        a draining sender still talks to."""
+        await self.stop_all_async()

@@ -1,15 +1,18 @@
-"""Fixtures every test may use: isolated settings per test, and the real broker's address."""
+"""Fixtures every test may use: isolated settings per test, the real broker's address, and
+`services` for running Nudge's own processes (nudge.testing; docs/dev/testing.md)."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from nudge.settings import Settings
+from nudge.testing import Services
 
 
 @pytest.fixture
@@ -46,3 +49,34 @@ def make_settings(topic_prefix: str, tmp_path: Any) -> Callable[..., Settings]:
         return Settings(**base)
 
     return factory
+
+
+@pytest.fixture
+def services(
+    topic_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Services]:
+    """Nudge processes for one test: its own topic prefix, ports, state and logs (under
+    `tmp_path`). Every one is stopped when the test ends; a failed test prints their logs."""
+    running = Services(
+        tmp_path,
+        env={
+            "NUDGE_TOPIC_PREFIX": topic_prefix,
+            "NUDGE_TOPIC_PARTITIONS": "2",
+            "NUDGE_LOG_FORMAT": "json",
+        },
+    )
+    try:
+        yield running
+    finally:
+        running.stop_all()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed and running.started:
+            print(running.logs())
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the test item, so fixtures can tell whether it failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -30,13 +30,13 @@ import orjson
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from nudge.produce import publish
 from nudge.settings import SHIPPED_JOURNEYS, Settings
+from nudge.testing import NUDGE
 from nudge.topics import Topics
 
-from .conftest import NUDGE, Stack
+from .conftest import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -166,32 +166,6 @@ def token_payload(url: str) -> dict[str, Any]:
     return data
 
 
-def metric(base_url: str, sample_name: str, **labels: str) -> float:
-    """The value of one sample on a /metrics page (0 when absent)."""
-    with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as response:  # noqa: S310
-        text = response.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == sample_name and all(
-                sample.labels.get(k) == v for k, v in labels.items()
-            ):
-                return float(sample.value)
-    return 0.0
-
-
-def wait_for_metric(
-    base_url: str, sample_name: str, minimum: float, timeout: float = 30.0, **labels: str
-) -> float:
-    deadline = time.monotonic() + timeout
-    value = 0.0
-    while time.monotonic() < deadline:
-        value = metric(base_url, sample_name, **labels)
-        if value >= minimum:
-            return value
-        time.sleep(0.3)
-    pytest.fail(f"{sample_name}{labels} stayed at {value} (< {minimum}) for {timeout} s")
-
-
 async def read_all_events(settings: Settings) -> list[bytes]:
     """Every record on the events topic now, ordered by occurred_at (a JSONL log for simulate)."""
     topic = Topics(settings.topic_prefix).events
@@ -232,13 +206,9 @@ def test_the_loop_unsubscribe_click_and_conversion(stack: Stack, tmp_path: Path)
     """Unsubscribe stops the next marketing mail but not transactional; clicks and orders count."""
     require_stack_commands()
     stack.env["NUDGE_JOURNEYS"] = str(ab_journeys(tmp_path / "journeys.yaml"))
-    stack.start_sink()
-    stack.start("web", "web")
-    stack.start("processor", "processor")
-    stack.start("sender", "sender")
-    settings = Settings.from_env(stack.env)
-    web = f"http://127.0.0.1:{stack.ports['web']}"
-    processor = f"http://127.0.0.1:{stack.ports['processor']}"
+    stack.start("smtp-sink", "web", "processor", "sender")
+    settings = stack.settings
+    web, processor = stack["web"].base_url, stack["processor"]
     users = Users(uuid.uuid4().hex[:8], daytime_zone(datetime.now(UTC)))
     leaver, stayer = users.address("leaver"), users.address("stayer")
 
@@ -269,7 +239,7 @@ def test_the_loop_unsubscribe_click_and_conversion(stack: Stack, tmp_path: Path)
     assert http(unsubscribe, method="POST", body=ONE_CLICK)[0] == 200
 
     # 4. Once the processor has read the unsubscribe, both view one product three times.
-    wait_for_metric(processor, "nudge_events_consumed_total", 1, type="user.unsubscribed")
+    processor.wait_for_metric("nudge_events_consumed_total", 1, type="user.unsubscribed")
     views = [users.view(user) for _ in range(3) for user in ("leaver", "stayer")]
     asyncio.run(publish(settings, views))
     offer = "browse_abandonment/offer"
@@ -294,8 +264,8 @@ def test_the_loop_unsubscribe_click_and_conversion(stack: Stack, tmp_path: Path)
     assert pixel is not None, "a tracked marketing mail carries an open pixel"
     offer_variant = token_payload(pixel.group(1))["v"]
     labels = {"journey": "browse_abandonment", "step": "offer", "variant": offer_variant}
-    wait_for_metric(processor, "nudge_conversions_total", 1, **labels)
-    revenue = metric(processor, "nudge_conversion_revenue_total", currency="JPY", **labels)
+    processor.wait_for_metric("nudge_conversions_total", 1, **labels)
+    revenue = processor.metric("nudge_conversion_revenue_total", currency="JPY", **labels)
     assert revenue == 4800
 
     # 7. Offline and live agree: `nudge simulate --report` over the same events (as read back
@@ -324,8 +294,8 @@ def test_the_loop_unsubscribe_click_and_conversion(stack: Stack, tmp_path: Path)
     )
     assert simulate.returncode == 0, simulate.stderr.decode()[-2000:]
     offline = orjson.loads(report_path.read_bytes())["journeys"]["browse_abandonment"]
-    assert offline["variants"][offer_variant]["conversions"] == metric(
-        processor, "nudge_conversions_total", **labels
+    assert offline["variants"][offer_variant]["conversions"] == processor.metric(
+        "nudge_conversions_total", **labels
     )
     assert offline["variants"][offer_variant]["revenue"] == {"JPY": revenue}
 
@@ -340,13 +310,8 @@ def test_the_loop_unsubscribe_click_and_conversion(stack: Stack, tmp_path: Path)
     assert headers["Location"] == original
     cart_variant = token_payload(click)["v"]
     assert cart_variant in ("A", "B")
-    wait_for_metric(
-        web,
-        "nudge_clicks_total",
-        1,
-        journey="cart_abandonment",
-        step="reminder_1",
-        variant=cart_variant,
+    stack["web"].wait_for_metric(
+        "nudge_clicks_total", 1, journey="cart_abandonment", step="reminder_1", variant=cart_variant
     )
 
     # The mail's own links must lead to the shop, not to the link service (which 404s them).

@@ -40,17 +40,13 @@ def order(event_id: str, user_id: str, email: str, locale: str) -> bytes:
     )
 
 
-def settings_of(stack: Stack) -> Settings:
-    return Settings.from_env(stack.env)
-
-
 def test_an_order_becomes_a_confirmation_mail_in_japanese_and_english(full_stack: Stack) -> None:
     """order.completed on the events topic → processor → sender → an order confirmation mail."""
     lines = [
         order("e-ja", "u-ja", "hana@example.jp", "ja"),
         order("e-en", "u-en", "emma@example.com", "en"),
     ]
-    asyncio.run(publish(settings_of(full_stack), lines))
+    asyncio.run(publish(full_stack.settings, lines))
     mails = full_stack.wait_for_mails(lambda found: len(found) >= 2)
     by_recipient = {str(mail["To"]): mail for mail in mails}
     assert len(mails) == 2
@@ -67,7 +63,7 @@ def test_an_order_becomes_a_confirmation_mail_in_japanese_and_english(full_stack
 
 def test_bad_events_are_dead_lettered_and_the_stream_keeps_going(full_stack: Stack) -> None:
     """Bad JSON and a missing user_id go to events-dlt with a reason; the next event mails."""
-    settings = settings_of(full_stack)
+    settings = full_stack.settings
     missing_user = orjson.dumps(
         {"event_id": "e-x", "type": "order.completed", "occurred_at": "2026-11-22T10:00:00Z"}
     )
@@ -104,14 +100,11 @@ async def read_dead_letters(settings: Settings, *, expected: int) -> list[object
 
 def test_live_metrics_of_processor_and_sender_pass_promtool(full_stack: Stack) -> None:
     """A scrape of the running services, after real traffic, is clean under promtool."""
-    settings = settings_of(full_stack)
+    settings = full_stack.settings
     lines = [order(f"e-m{n}", f"u-m{n}", f"m{n}@example.com", "ja") for n in range(5)]
     asyncio.run(publish(settings, [*lines, b"{broken"]))
     full_stack.wait_for_mails(lambda found: len(found) == 5)
-    urls = [
-        f"http://127.0.0.1:{full_stack.ports['processor']}/metrics",
-        f"http://127.0.0.1:{full_stack.ports['sender']}/metrics",
-    ]
+    urls = [f"{full_stack[name].base_url}/metrics" for name in ("processor", "sender")]
     result = subprocess.run(  # noqa: S603 (the project's own check script)
         [str(REPO / "deploy" / "checks" / "check-metrics.sh"), *urls],
         capture_output=True,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -14,10 +13,8 @@ from nudge.codec import decode_event
 from nudge.events import Event
 from nudge.links.urls import MailRef, click_url, open_pixel_url, unsubscribe_url
 from nudge.settings import Settings
+from nudge.testing import Service as WebProcess
 from nudge.topics import Topics
-
-if TYPE_CHECKING:  # the fixture's type; conftest modules are not imported by name at run time
-    from conftest import WebProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

@@ -1,22 +1,18 @@
-"""Real `nudge processor` subprocesses against the real broker, and topic helpers.
+"""Real `nudge processor` workers against the real broker (via the `services` fixture), and
+topic helpers.
 
-Each test gets its own topic prefix; each processor its own state directory and port. Every
-process a test starts is killed when the test ends, also when it fails.
+Each test gets its own topic prefix; each worker its own state directory and port. Every process
+a test starts is stopped when the test ends, also when it fails (then its log is printed).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,18 +22,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from nudge.testing import Service, ServiceError, Services, wait_until
 from nudge.topics import Topics
 
-NUDGE = str(Path(sys.executable).with_name("nudge"))
 # Marketing mail waits out 21:00–09:00 local time: tests pick a zone where it is day now.
 ZONES = ("Asia/Tokyo", "Europe/London", "America/New_York", "Asia/Kolkata", "Pacific/Honolulu")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+# Short ticks and a short session, so timers fire promptly and a dead worker leaves the group soon.
+PROCESSOR_ARGS = ("--tick-interval", "0.2", "--session-timeout", "6")
 
 
 def daytime_zone() -> str:
@@ -48,124 +39,99 @@ def daytime_zone() -> str:
     return "Asia/Tokyo"  # pragma: no cover - some listed zone is always in its day
 
 
+def owned_partitions(readyz: str) -> set[int]:
+    """The partitions a processor's /readyz answer lists (`ready partitions: 0,1`)."""
+    listed = readyz.split("partitions:", 1)[1].strip() if "partitions:" in readyz else ""
+    return {int(p) for p in listed.split(",") if p}
+
+
 @dataclass
 class Worker:
-    """One `nudge processor` subprocess."""
+    """One `nudge processor` worker: a harness service, ready when it owns partitions."""
 
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
+    service: Service
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    @property
+    def port(self) -> int:
+        return self.service.port
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.service.process
+
+    @property
+    def log_path(self) -> Path:
+        return self.service.log_path
 
     def get(self, path: str) -> tuple[int, str]:
-        url = f"http://127.0.0.1:{self.port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read().decode()
-        except OSError:
-            return 0, ""
+        return self.service.get(path)
 
     def partitions(self) -> set[int] | None:
         """The partitions /readyz reports, or None when not ready."""
         status, body = self.get("/readyz")
-        if status != 200:
-            return None
-        listed = body.split("partitions:", 1)[1].strip() if "partitions:" in body else ""
-        return {int(p) for p in listed.split(",") if p}
+        return owned_partitions(body) if status == 200 else None
 
     def wait_ready(
         self, timeout: float = 60.0, partitions: Callable[[set[int]], bool] | None = None
     ) -> set[int]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
-            owned = self.partitions()
-            if owned is not None and (partitions is None or partitions(owned)):
-                return owned
-            time.sleep(0.2)
-        pytest.fail(f"{self.name} not ready after {timeout} s:\n{self.log()}")
+        """Wait until ready (and, if given, `partitions(owned)` holds); returns the partitions."""
+        owned: set[int] = set()
+
+        def holds(readyz: str) -> bool:
+            nonlocal owned
+            owned = owned_partitions(readyz)
+            return partitions is None or partitions(owned)
+
+        self.service.wait_ready(timeout, until=holds)
+        return owned
 
     def metric(self, name: str) -> float:
-        """Sum of every sample of one metric family in /metrics."""
-        _, body = self.get("/metrics")
-        total = 0.0
-        for line in body.splitlines():
-            if line.startswith(name) and line[len(name)] in " {":
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        """Sum of every sample of one metric in /metrics."""
+        return self.service.metric(name)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return self.process.returncode
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        return self.service.stop(sig, timeout)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
+        return self.service.log()
 
 
 @dataclass
 class Cluster:
-    """Starts processors sharing one prefix; remembers them to kill them at the end."""
+    """Starts processors sharing one topic prefix (and `env`)."""
 
-    env: dict[str, str]
-    tmp: Path
-    workers: list[Worker] = field(default_factory=list)
+    services: Services
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.services.env
+
+    @property
+    def workers(self) -> list[Worker]:
+        return [Worker(s) for s in self.services.started.values() if s.command == "processor"]
 
     def start(self, name: str, **env: str) -> Worker:
-        port = free_port()
-        state = self.tmp / f"state-{name}"
-        log_path = self.tmp / f"{name}.log"
-        full_env = {
-            **self.env,
-            "NUDGE_STATE_DIR": str(state),
-            "NUDGE_PROCESSOR_PORT": str(port),
-            **env,
-        }
-        args = [NUDGE, "processor", "--tick-interval", "0.2", "--session-timeout", "6"]
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(  # noqa: S603 (our own CLI, fixed arguments)
-                args, env=full_env, stdout=log, stderr=subprocess.STDOUT
-            )
-        worker = Worker(name=name, port=port, process=process, log_path=log_path)
-        self.workers.append(worker)
-        return worker
+        """A new worker `name` (a name not used before gets a fresh state directory)."""
+        return Worker(self.services.start(name, *PROCESSOR_ARGS, command="processor", env=env))
 
     def logs(self) -> str:
-        return "\n".join(f"--- {w.name}\n{w.log()}" for w in self.workers)
+        return self.services.logs()
 
 
 @pytest.fixture
-def cluster(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Cluster]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "NUDGE_TOPIC_PREFIX": topic_prefix,
-        "NUDGE_TOPIC_PARTITIONS": "2",
-        "NUDGE_DELAY_SCALE": "0.001",
-        "NUDGE_TOKEN_SECRET": "processor-secret-processor-secret",
-        "NUDGE_LOG_FORMAT": "json",
-    }
-    cluster = Cluster(env=env, tmp=tmp_path)
-    try:
-        yield cluster
-    finally:
-        for worker in cluster.workers:
-            if worker.process.poll() is None:
-                worker.process.kill()
-                worker.process.wait(10)
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            print(cluster.logs())
+def cluster(kafka_bootstrap: str, services: Services) -> Cluster:
+    services.env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "NUDGE_DELAY_SCALE": "0.001",
+            "NUDGE_TOKEN_SECRET": "processor-secret-processor-secret",
+        }
+    )
+    return Cluster(services)
 
 
 def event(
@@ -249,22 +215,20 @@ class Kafka:
         timeout: float,
         logs: Callable[[], str],
     ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.commands()
-            if predicate(found):
-                return found
-            time.sleep(0.3)
-        pytest.fail(f"commands not as expected after {timeout} s: {self.commands()}\n{logs()}")
+        """The commands on send-commands, once `predicate(commands)` holds."""
+        try:
+            return wait_until(
+                lambda: found if predicate(found := self.commands()) else None,
+                timeout=timeout,
+                interval=0.3,
+                failure=lambda: (
+                    f"commands not as expected after {timeout} s: {self.commands()}\n{logs()}"
+                ),
+            )
+        except ServiceError as err:
+            pytest.fail(str(err))
 
 
 @pytest.fixture
 def kafka(kafka_bootstrap: str, topic_prefix: str) -> Kafka:
     return Kafka(kafka_bootstrap, topic_prefix)
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
-    setattr(item, f"rep_{report.when}", report)
-    return report
