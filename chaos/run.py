@@ -35,17 +35,19 @@ import orjson
 from chaos import faults as faults_mod
 from chaos.faults import Injector, schedule
 from chaos.stack import ROOT, Broker, RecordingSink, Stack
-from chaos.topics import Publisher, read_all
+from chaos.topics import Publisher
 from chaos.verdict import Evidence, Verdict, judge
 from chaos.workload import HOSTILE_ORDER_USER, chaos_journeys, generate
 from nudge.admin import ensure_topics
 from nudge.codec import decode_event
+from nudge.deadletter import read_headers
 from nudge.errors import NudgeError
 from nudge.journeys import Engine, load_journeys
 from nudge.journeys.simulate import simulate
 from nudge.sender.sink import Faults
 from nudge.settings import Settings
 from nudge.testing import free_port
+from nudge.testkafka import read_topic
 from nudge.topics import Topics
 
 
@@ -118,10 +120,10 @@ def reference(
 async def sender_dead_letters(bootstrap: str, topics: Topics) -> dict[str, str]:
     """Idempotency key -> reason of every command on send-commands-dlt."""
     found: dict[str, str] = {}
-    for r in await read_all(bootstrap, Topics.dead_letter(topics.send_commands)):
+    for r in await read_topic(bootstrap, Topics.dead_letter(topics.send_commands)):
         with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
             key = orjson.loads(r.value or b"")["idempotency_key"]
-            found[key] = r.headers.get("nudge-error-reason", "")
+            found[key] = read_headers(r.headers).get("nudge-error-reason", "")
     return found
 
 
@@ -263,12 +265,12 @@ async def execute(
         ready = {name: await stack.ready(name) for name in ("processor", "sender")}
         tasks[2].cancel()  # the supervisor: a service stopped from here on is not a fault
 
-        commands = await read_all(bootstrap, topics.send_commands)
+        commands = await read_topic(bootstrap, topics.send_commands)
         emitted = Counter(orjson.loads(r.value)["idempotency_key"] for r in commands if r.value)
         sender_dlt = await sender_dead_letters(bootstrap, topics)
         events_dlt = [
-            (r.value, r.headers.get("nudge-error-reason", ""))
-            for r in await read_all(bootstrap, Topics.dead_letter(topics.events))
+            (r.value, read_headers(r.headers).get("nudge-error-reason", ""))
+            for r in await read_topic(bootstrap, Topics.dead_letter(topics.events))
         ]
         verdict = judge(
             Evidence(

@@ -1,68 +1,20 @@
-"""Reading back what Nudge wrote: a topic from its beginning to its end at the time of the call."""
+"""Publishing the chaos run's event log at a steady rate, pausable around a broker restart.
+
+Reading topics back is `nudge.testkafka.read_topic`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from nudge.produce import key_of
+from nudge.testkafka import read_topic
 
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    key: bytes | None
-    value: bytes | None
-    headers: dict[str, str]
-    timestamp_ms: int = 0  # the producer's create time
-
-
-async def read_all(bootstrap: str, topic: str) -> list[Record]:
-    """Every record of `topic` (no consumer group; nothing is committed). Missing topic: []."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 << 20,
-    )
-    await consumer.start()
-    try:
-        for _ in range(50):  # without a group, the assignment follows the topic's metadata
-            if consumer.assignment():
-                break
-            await asyncio.sleep(0.1)
-        assigned = sorted(consumer.assignment())
-        if not assigned:
-            return []
-        await consumer.seek_to_beginning(*assigned)
-        ends = await consumer.end_offsets(assigned)
-        out: list[Record] = []
-        remaining = {tp for tp in assigned if ends[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
-            for tp, records in batch.items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        headers = {k: v.decode("utf-8", "replace") for k, v in record.headers}
-                        out.append(
-                            Record(
-                                key=record.key,
-                                value=record.value,
-                                headers=headers,
-                                timestamp_ms=record.timestamp,
-                            )
-                        )
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-        return out
-    finally:
-        await consumer.stop()
+# bench/bench_e2e.py still imports the reader under its old name from here; read_topic is the
+# one implementation. Remove this alias once the benchmark imports nudge.testkafka itself.
+read_all = read_topic
 
 
 class Publisher:

@@ -17,7 +17,8 @@ in the terminal reaches the harness, which stops them in order.
 Readiness is the service's own `/readyz` (processor, sender, web) or, for `nudge smtp-sink`, an
 accepted TCP connection. Waits poll a condition until a deadline; nothing sleeps a fixed time.
 Shipped with the package (like `nudge.processor.testing`) so tests, `chaos/` and `bench/` import
-it the same way without touching `sys.path`.
+it the same way without touching `sys.path`. Reading back what the services wrote to Kafka is
+`nudge.testkafka`.
 """
 
 from __future__ import annotations

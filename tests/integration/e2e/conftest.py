@@ -1,4 +1,5 @@
-"""A whole Nudge stack as real processes: SMTP sink, processor, sender (and optionally web).
+"""A whole Nudge stack as real processes: SMTP sink, processor, sender (and optionally web),
+the mail they delivered and the topics they wrote.
 
 Built on the `services` fixture (nudge.testing): each test gets its own topic prefix, state,
 maildir and free ports, so stacks never see each other; every process is stopped when the test
@@ -7,6 +8,7 @@ ends, also when it fails.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 from collections.abc import Callable
@@ -18,6 +20,8 @@ import pytest
 
 from nudge.settings import Settings
 from nudge.testing import Service, ServiceError, Services, wait_until
+from nudge.testkafka import Record, read_topic
+from nudge.topics import Topics
 
 
 @dataclass
@@ -37,6 +41,10 @@ class Stack:
         """What the services read from that environment (topics, Kafka, secrets)."""
         return Settings.from_env(self.env)
 
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.settings.topic_prefix)
+
     def __getitem__(self, name: str) -> Service:
         return self.services[name]
 
@@ -52,9 +60,13 @@ class Stack:
         """Every mail the sink stored so far, oldest first."""
         found = sorted(self.maildir.glob("**/*.eml"), key=lambda p: p.stat().st_mtime)
         return [
-            email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
-            for p in found
+            email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in found
         ]
+
+    def read(self, topic: str, *, at_least: int = 0, timeout: float = 60.0) -> list[Record]:
+        """Every record of `topic` now, or once it holds `at_least` (nudge.testkafka)."""
+        bootstrap = self.settings.kafka_bootstrap_servers
+        return asyncio.run(read_topic(bootstrap, topic, at_least=at_least, timeout=timeout))
 
     def wait_for_mails(
         self, predicate: Callable[[list[EmailMessage]], bool], timeout: float = 60.0

@@ -29,12 +29,11 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from nudge.produce import publish
-from nudge.settings import SHIPPED_JOURNEYS, Settings
+from nudge.settings import SHIPPED_JOURNEYS
 from nudge.testing import NUDGE
-from nudge.topics import Topics
+from nudge.testkafka import Record
 
 from .conftest import Stack
 
@@ -155,7 +154,7 @@ def has(journey: str, address: str) -> Callable[[list[EmailMessage]], bool]:
 def html_of(mail: EmailMessage) -> str:
     part = mail.get_body(("html",))
     assert part is not None, "a marketing mail has an HTML part"
-    return str(part.get_content())  # type: ignore[attr-defined]
+    return str(part.get_content())
 
 
 def token_payload(url: str) -> dict[str, Any]:
@@ -166,29 +165,10 @@ def token_payload(url: str) -> dict[str, Any]:
     return data
 
 
-async def read_all_events(settings: Settings) -> list[bytes]:
-    """Every record on the events topic now, ordered by occurred_at (a JSONL log for simulate)."""
-    topic = Topics(settings.topic_prefix).events
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    values: list[bytes] = []
-    try:
-        # `nudge produce` created the topic with the configured partition count.
-        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
-        consumer.assign(partitions)
-        end = await consumer.end_offsets(partitions)
-        async with asyncio.timeout(30):
-            while True:
-                positions = [await consumer.position(tp) for tp in partitions]
-                if all(at >= end[tp] for at, tp in zip(positions, partitions, strict=True)):
-                    break
-                batch = await consumer.getmany(timeout_ms=300)
-                values.extend(r.value for records in batch.values() for r in records)
-    finally:
-        await consumer.stop()
-    return sorted(values, key=lambda raw: orjson.loads(raw)["occurred_at"])
+def event_log(records: list[Record]) -> bytes:
+    """Events read back from the topic as a JSONL log ordered by occurred_at, for simulate."""
+    values = [r.value for r in records if r.value is not None]
+    return b"".join(v + b"\n" for v in sorted(values, key=lambda v: orjson.loads(v)["occurred_at"]))
 
 
 def require_stack_commands() -> None:
@@ -272,9 +252,7 @@ def test_the_loop_unsubscribe_click_and_conversion(stack: Stack, tmp_path: Path)
     #    from the events topic, the link service's unsubscribe included) finds the same
     #    conversion and revenue for that journey, step and variant.
     events_log = tmp_path / "events.jsonl"
-    events_log.write_bytes(
-        b"".join(line + b"\n" for line in asyncio.run(read_all_events(settings)))
-    )
+    events_log.write_bytes(event_log(stack.read(stack.topics.events)))
     report_path = tmp_path / "report.json"
     simulate = subprocess.run(  # noqa: S603 (our own CLI, fixed arguments)
         [

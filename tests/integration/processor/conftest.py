@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,9 +19,10 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from nudge.testing import Service, ServiceError, Services, wait_until
+from nudge.testkafka import Record, read_topic
 from nudge.topics import Topics
 
 # Marketing mail waits out 21:00–09:00 local time: tests pick a zone where it is day now.
@@ -174,40 +174,12 @@ class Kafka:
     def send_events(self, *events: dict[str, Any]) -> None:
         self.produce([(e["user_id"].encode(), orjson.dumps(e)) for e in events])
 
-    def read(self, topic: str, timeout: float = 2.0) -> list[Any]:
-        """Every record currently in `topic` (all partitions), read from the beginning."""
-
-        async def run() -> list[Any]:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-            await consumer.start()
-            try:
-                partitions = consumer.partitions_for_topic(topic)
-                if not partitions:
-                    await consumer._client.force_metadata_update()
-                    partitions = consumer.partitions_for_topic(topic) or set()
-                tps = [TopicPartition(topic, p) for p in partitions]
-                if not tps:
-                    return []
-                consumer.assign(tps)
-                await consumer.seek_to_beginning(*tps)
-                ends = await consumer.end_offsets(tps)
-                found: list[Any] = []
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline:
-                    positions = [await consumer.position(tp) for tp in tps]
-                    if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
-                        break
-                    batch = await consumer.getmany(timeout_ms=200)
-                    for records in batch.values():
-                        found.extend(records)
-                return found
-            finally:
-                await consumer.stop()
-
-        return asyncio.run(run())
+    def read(self, topic: str, timeout: float = 30.0) -> list[Record]:
+        """Every record in `topic` now (all partitions), read from the beginning."""
+        return asyncio.run(read_topic(self.bootstrap, topic, timeout=timeout))
 
     def commands(self) -> list[dict[str, Any]]:
-        return [orjson.loads(r.value) for r in self.read(self.topics.send_commands)]
+        return [orjson.loads(r.value or b"") for r in self.read(self.topics.send_commands)]
 
     def wait_for_commands(
         self,

@@ -1,8 +1,9 @@
 """Fixtures for the sender against the real Kafka and a real SMTP server (aiosmtpd on loopback).
 
 Every test gets its own topic prefix (so its own consumer group), its own sink on a free port,
-and short retry delays. Servers and sender tasks are stopped by fixture finalizers, also when a
-test fails.
+and short retry delays. Senders run in process (`start_sender`) or, to be killed, as `nudge
+sender` processes (`sender_services`). Servers, sender tasks and processes are stopped by fixture
+finalizers, also when a test fails.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from nudge.sender.cli import make_pool
 from nudge.sender.service import SenderService
 from nudge.sender.sink import Faults, SmtpSink
 from nudge.settings import Settings, SmtpSettings
+from nudge.testing import Services
 
 
 @pytest.fixture
@@ -42,6 +44,22 @@ def sender_settings(make_settings: Callable[..., Settings], sink: SmtpSink) -> S
         mail_from="Nudge Shop <shop@example.com>",
         public_base_url="https://nudge.example.com",
     )
+
+
+@pytest.fixture
+def sender_services(services: Services, sender_settings: Settings) -> Services:
+    """`services` (nudge.testing) set to run `nudge sender` processes on this test's topics,
+    against its sink: `services.start("sender")`. Their logs are JSON, warnings and up."""
+    services.env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": sender_settings.kafka_bootstrap_servers,
+            "SMTP_URL": f"smtp://127.0.0.1:{sender_settings.smtp.port}?timeout=5",
+            "NUDGE_SEND_RETRY_BASE": "0.3",
+            "NUDGE_TOKEN_SECRET": "test-secret",
+            "NUDGE_LOG_LEVEL": "WARNING",
+        }
+    )
+    return services
 
 
 @pytest.fixture

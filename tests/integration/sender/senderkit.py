@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from nudge.codec import decode_delivery, encode_command
 from nudge.commands import DeliveryRecord, SendCommand
 from nudge.settings import Settings
+from nudge.testkafka import Record, read_topic
 from nudge.topics import Topics
 
 
@@ -64,32 +65,17 @@ class Cluster:
         if raw is not None:
             await self.producer.send_and_wait(self.topics.send_commands, raw, key=b"u-raw")
 
-    async def read(self, topic: str, count: int, limit: float = 30.0) -> list[Any]:
-        """At least `count` records of `topic` from the beginning (fails after `limit` s)."""
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            group_id=None,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
+    async def read(self, topic: str, count: int, limit: float = 30.0) -> list[Record]:
+        """Every record of `topic` once it holds `count` or more (TimeoutError after `limit` s)."""
+        return await read_topic(
+            self.settings.kafka_bootstrap_servers, topic, at_least=count, timeout=limit
         )
-        await consumer.start()
-        records: list[Any] = []
-        try:
-            async with asyncio.timeout(limit):
-                while len(records) < count:
-                    batch = await consumer.getmany(timeout_ms=200)
-                    for items in batch.values():
-                        records.extend(items)
-        finally:
-            await consumer.stop()
-        return records
 
     async def deliveries(self, count: int, limit: float = 30.0) -> list[DeliveryRecord]:
         records = await self.read(self.topics.deliveries, count, limit)
         return [decode_delivery(r.value) for r in records]
 
-    async def settle(self, topic: str, expected: int, quiet: float = 1.5) -> list[Any]:
+    async def settle(self, topic: str, expected: int, quiet: float = 1.5) -> list[Record]:
         """Wait for `expected` records, then `quiet` more seconds to catch any extra ones."""
         await self.read(topic, expected)
         await asyncio.sleep(quiet)
