@@ -4,7 +4,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+# setup.py compiles the engine with mypyc: a change to its sources installs (compiles) again.
+COMPILED_SOURCES := setup.py service/nudge/codec.py $(wildcard service/nudge/journeys/*.py)
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml $(COMPILED_SOURCES) | cksum | cut -d' ' -f1)
 WITH_KAFKA := deploy/local/with-kafka.sh
 
 .PHONY: help install kafka kafka-stop run test test-unit test-integration lint format typecheck \
@@ -13,12 +15,13 @@ WITH_KAFKA := deploy/local/with-kafka.sh
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml $(COMPILED_SOURCES)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + ")")'
 	@echo "installing the Python environment into $(VENV) (locked versions: requirements.lock)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip uv
 	@$(BIN)/uv pip install -q -p $(BIN)/python -r requirements.lock
+	@echo "compiling the journey engine with mypyc (setup.py; NUDGE_COMPILE=0 skips it)"
 	@$(BIN)/uv pip install -q -p $(BIN)/python --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 

@@ -91,6 +91,7 @@ def child(log: Path, work: Path) -> int:
     from nudge.journeys import Engine, encode_state, load_journeys
     from nudge.journeys.replay import Replay
     from nudge.journeys.simulate import simulate
+    from nudge.journeys.state import NATIVE
     from nudge.settings import SHIPPED_JOURNEYS
 
     engine = Engine(load_journeys(SHIPPED_JOURNEYS))
@@ -116,6 +117,8 @@ def child(log: Path, work: Path) -> int:
         json.dumps(
             {
                 "events": events,
+                # mypyc-compiled engine (`make install`) or the interpreted source
+                "compiled": NATIVE,
                 "users": len(sizes),
                 "commands": summary["commands"]["total"],
                 "seconds": round(elapsed, 3),
@@ -163,7 +166,8 @@ def report(runs: list[dict[str, Any]], log: Path, args: argparse.Namespace) -> N
     first = runs[0]
     print(
         f"\nnudge simulate: {first['events']:,} events, {first['users']:,} users, "
-        f"{first['commands']:,} commands; median of {len(runs)} runs"
+        f"{first['commands']:,} commands; median of {len(runs)} runs; "
+        f"engine {'compiled (mypyc)' if first['compiled'] else 'interpreted'}"
     )
     print(f"  {'metric':<28} {'median':>14}   target")
     targets = {"events_per_second": ">= 100,000", "idle_state_bytes_mean": "< 1,024"}
@@ -181,6 +185,7 @@ def report(runs: list[dict[str, Any]], log: Path, args: argparse.Namespace) -> N
                     "python": platform.python_version(),
                     "platform": platform.platform(),
                 },
+                "compiled": first["compiled"],
                 "median": median,
                 "runs": runs,
             },

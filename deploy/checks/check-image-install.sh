@@ -20,12 +20,13 @@ if [[ ! -x $venv/bin/nudge-deps-ok ]]; then
     --requirement "$venv/runtime.txt"
   printf '#!/bin/sh\n' >"$venv/bin/nudge-deps-ok" && chmod +x "$venv/bin/nudge-deps-ok"
 fi
-code_key=$(find service -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' -print0 | sort -z \
-  | xargs -0 cat README.md pyproject.toml | cksum | cut -d' ' -f1)
+code_key=$(find service -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -name '*.so' -print0 \
+  | sort -z | xargs -0 cat README.md pyproject.toml setup.py | cksum | cut -d' ' -f1)
 if [[ ! -f $venv/.code-$code_key ]]; then
   build=$(mktemp -d)
   trap 'rm -rf "$build"' EXIT
-  cp -r pyproject.toml README.md service "$build"/
+  cp -r pyproject.toml README.md setup.py service "$build"/
+  find "$build/service" -name '*.so' -delete  # `make install`'s compiled modules: built afresh
   "$venv/bin/pip" install -q --no-deps --force-reinstall "$build"
   rm -f "$venv"/.code-* && touch "$venv/.code-$code_key"
 fi
@@ -39,7 +40,8 @@ installed = Path(str(files("nudge")))
 missing = [
     str(path.relative_to(source))
     for path in source.rglob("*")
-    if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".py", ".pyc")
+    if path.is_file() and "__pycache__" not in path.parts
+    and path.suffix not in (".py", ".pyc", ".so")  # .so: the extensions setup.py compiles
     and not (installed / path.relative_to(source)).is_file()
 ]
 if missing:
@@ -48,4 +50,6 @@ if missing:
 PY
 "$venv/bin/nudge" --help >/dev/null
 "$venv/bin/nudge" validate --quiet
+"$venv/bin/python" -c 'import sys, nudge.journeys.state as s; sys.exit(0 if s.NATIVE else
+    "the image install did not compile the journey engine (setup.py, mypyc)")'
 echo "image install: runtime dependencies from the lock, package data complete, nudge runs"

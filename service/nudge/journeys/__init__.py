@@ -10,6 +10,7 @@ docs/dev/contracts.md.
 
 from __future__ import annotations
 
+import nudge.journeys.compiled  # noqa: F401 (first: refuses compiled modules older than their source)
 from nudge.journeys.config import BUILTIN_TEMPLATES, Journey, JourneysConfig
 from nudge.journeys.engine import Engine
 from nudge.journeys.loader import load_journeys, parse_journeys

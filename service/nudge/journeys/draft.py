@@ -1,8 +1,10 @@
 """A mutable working copy of `UserState` for the length of one engine call.
 
 The engine changes many fields per event; copying into a draft and freezing once at the end
-costs one object instead of one `dataclasses.replace` per change (the hot path of simulate),
-and freezing turns the draft itself into the `UserState` instead of copying it again.
+costs one object instead of one `dataclasses.replace` per change (the hot path of simulate).
+Freezing copies the fields into a new `UserState` when mypyc compiled the engine (twenty native
+stores), and turns the draft itself into the `UserState` when it runs interpreted (see
+`state.py` on how frozen values are built on the hot path).
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Final, cast
 
-from nudge.journeys.state import CartItem, Mark, Run, Touch, UserState, View
+from nudge.journeys.state import NATIVE, CartItem, Mark, Run, Touch, UserState, View
 
 _NAMES: Final = tuple(f.name for f in fields(UserState))
-# `freeze` relies on the same slots, in the same order, as UserState.
-assert UserState.__slots__ == _NAMES  # noqa: S101 (once, at import; a mismatch fails the flip)
+# Interpreted, `freeze` relies on the same slots, in the same order, as UserState.
+assert NATIVE or getattr(UserState, "__slots__", None) == _NAMES  # noqa: S101 (once, at import)
 # Written out field by field: a loop of getattr/setattr cost a third of an event's time.
 
 
@@ -70,7 +72,31 @@ class Draft:
         The two classes have the same slots, so the object can change class in place: no copy
         of twenty fields into a new frozen object (most of an engine call's fixed cost), and
         the result is an ordinary, frozen `UserState` (its own `__setattr__` refuses changes).
+        Compiled, a copy instead (native classes cannot change class), at native speed.
         """
+        if NATIVE:
+            state = UserState.__new__(UserState)
+            state.user_id = self.user_id  # type: ignore[misc]
+            state.email = self.email  # type: ignore[misc]
+            state.name = self.name  # type: ignore[misc]
+            state.locale = self.locale  # type: ignore[misc]
+            state.timezone = self.timezone  # type: ignore[misc]
+            state.birthday = self.birthday  # type: ignore[misc]
+            state.consent = self.consent  # type: ignore[misc]
+            state.unsubscribed = self.unsubscribed  # type: ignore[misc]
+            state.suppressed = self.suppressed  # type: ignore[misc]
+            state.signed_up = self.signed_up  # type: ignore[misc]
+            state.last_active = self.last_active  # type: ignore[misc]
+            state.orders = self.orders  # type: ignore[misc]
+            state.cart = self.cart  # type: ignore[misc]
+            state.views = self.views  # type: ignore[misc]
+            state.marks = self.marks  # type: ignore[misc]
+            state.runs = self.runs  # type: ignore[misc]
+            state.sent = self.sent  # type: ignore[misc]
+            state.touches = self.touches  # type: ignore[misc]
+            state.seen = self.seen  # type: ignore[misc]
+            state.seasonal_cursor = self.seasonal_cursor  # type: ignore[misc]
+            return state
         object.__setattr__(self, "__class__", UserState)
         return cast(UserState, self)
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 from nudge.commands import Kind, SendCommand
-from nudge.journeys.state import UserState, become, builder
+from nudge.journeys.state import NATIVE, UserState, become, builder
 from nudge.policy import ContactPolicy
 
 DecisionOutcome = Literal["sent", "skipped", "deferred", "ignored", "conversion", "recorded"]
@@ -81,8 +81,9 @@ class Outcome:
     policy: ContactPolicy | None = None
 
 
-_DecisionBuilder = builder(Decision)
-_CommandBuilder = builder(SendCommand)
+_DecisionBuilder: Final = builder(Decision)
+# `SendCommand` (nudge.commands) is never compiled: always the builder.
+_CommandBuilder: Final = builder(SendCommand)
 
 
 def new_decision(
@@ -105,6 +106,25 @@ def new_decision(
     holdout: bool = False,
 ) -> Decision:
     """`Decision(...)`, built as `state.new_run` builds a run (a decision per step fired)."""
+    if NATIVE:
+        native = Decision.__new__(Decision)
+        native.user_id = user_id  # type: ignore[misc]
+        native.at = at  # type: ignore[misc]
+        native.outcome = outcome  # type: ignore[misc]
+        native.reason = reason  # type: ignore[misc]
+        native.journey = journey  # type: ignore[misc]
+        native.step = step  # type: ignore[misc]
+        native.kind = kind  # type: ignore[misc]
+        native.variant = variant  # type: ignore[misc]
+        native.command_id = command_id  # type: ignore[misc]
+        native.idempotency_key = idempotency_key  # type: ignore[misc]
+        native.trigger_event_id = trigger_event_id  # type: ignore[misc]
+        native.event_id = event_id  # type: ignore[misc]
+        native.until = until  # type: ignore[misc]
+        native.revenue = revenue  # type: ignore[misc]
+        native.currency = currency  # type: ignore[misc]
+        native.holdout = holdout  # type: ignore[misc]
+        return native
     d = _DecisionBuilder()
     d.user_id = user_id
     d.at = at

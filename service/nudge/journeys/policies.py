@@ -28,7 +28,16 @@ class Gate:
     until: int | None = None
 
 
+# The verdicts that carry no time, built once (a frozen dataclass's constructor is slow, and
+# compiled code calls it through the interpreter).
 SEND = Gate(verdict="send")
+STALE = Gate(verdict="skip", reason="stale")
+NO_ADDRESS = Gate(verdict="skip", reason="no_address")
+SUPPRESSED = Gate(verdict="skip", reason="suppressed")
+UNSUBSCRIBED = Gate(verdict="skip", reason="unsubscribed")
+NO_CONSENT = Gate(verdict="skip", reason="no_consent")
+CAPPED = Gate(verdict="skip", reason="frequency_capped")
+HOLDOUT = Gate(verdict="skip", reason="holdout")
 
 
 def gate(
@@ -49,17 +58,17 @@ def gate(
     """The verdict for one step due at `due`, at `now` (`local` is `now` in the user's zone)."""
     if kind == "marketing" and now - due > grace_ms:
         # After an outage or a replay of old events: skip instead of sending a burst.
-        return Gate(verdict="skip", reason="stale")
+        return STALE
     if not email:
-        return Gate(verdict="skip", reason="no_address")
+        return NO_ADDRESS
     if email in suppressed:
-        return Gate(verdict="skip", reason="suppressed")
+        return SUPPRESSED
     if kind == "transactional":
         return SEND
     if unsubscribed is not None:
-        return Gate(verdict="skip", reason="unsubscribed")
+        return UNSUBSCRIBED
     if consent is not True:
-        return Gate(verdict="skip", reason="no_consent")
+        return NO_CONSENT
     if is_quiet(local.time(), policies.quiet_start, policies.quiet_end):
         return Gate(
             verdict="defer",
@@ -67,9 +76,9 @@ def gate(
             until=quiet_hours_end(now, policies.quiet_end, tz),
         )
     if capped(sent, now, policies):
-        return Gate(verdict="skip", reason="frequency_capped")
+        return CAPPED
     if holdout:
-        return Gate(verdict="skip", reason="holdout")
+        return HOLDOUT
     return SEND
 
 

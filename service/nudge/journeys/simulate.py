@@ -14,11 +14,9 @@ import re
 import sys
 from array import array
 from collections.abc import Iterator
-from dataclasses import fields
 from datetime import datetime
-from operator import attrgetter
 from pathlib import Path
-from typing import IO, Final
+from typing import IO
 
 import orjson
 
@@ -34,6 +32,7 @@ from nudge.journeys.report import Report
 from nudge.settings import Settings
 
 _OCCURRED = re.compile(rb'"occurred_at"\s*:\s*"([^"]{10,40})"')
+_KEY = b'"occurred_at"'  # where `_OCCURRED` can start
 MAX_REPORTED_ON_STDERR = 20
 
 
@@ -144,19 +143,43 @@ def _sink(out: IO[bytes] | None, decisions: IO[bytes] | None, report: Report) ->
     return sink
 
 
-_DECISION_FIELDS: Final = tuple(f.name for f in fields(Decision))
-_decision_values = attrgetter(*_DECISION_FIELDS)
-
-
 def _decision_json(d: Decision) -> bytes:
-    """The decision's fields in declaration order, without the null and false ones."""
-    return orjson.dumps(
-        {
-            name: value
-            for name, value in zip(_DECISION_FIELDS, _decision_values(d), strict=True)
-            if value is not None and value is not False
-        }
-    )
+    """The decision's fields in declaration order, without the null and false ones.
+
+    Spelled out field by field (`fields(Decision)` order; test_simulate pins the output): a
+    loop over the field names was a tenth of a compiled run.
+    """
+    data: dict[str, object] = {
+        "user_id": d.user_id,
+        "at": d.at,
+        "outcome": d.outcome,
+        "reason": d.reason,
+    }
+    if d.journey is not None:
+        data["journey"] = d.journey
+    if d.step is not None:
+        data["step"] = d.step
+    if d.kind is not None:
+        data["kind"] = d.kind
+    if d.variant is not None:
+        data["variant"] = d.variant
+    if d.command_id is not None:
+        data["command_id"] = d.command_id
+    if d.idempotency_key is not None:
+        data["idempotency_key"] = d.idempotency_key
+    if d.trigger_event_id is not None:
+        data["trigger_event_id"] = d.trigger_event_id
+    if d.event_id is not None:
+        data["event_id"] = d.event_id
+    if d.until is not None:
+        data["until"] = d.until
+    if d.revenue is not None:
+        data["revenue"] = d.revenue
+    if d.currency is not None:
+        data["currency"] = d.currency
+    if d.holdout:
+        data["holdout"] = True
+    return orjson.dumps(data)
 
 
 def _until(text: str | None, last: datetime | None) -> int | None:
@@ -206,11 +229,10 @@ def _in_time_order(file: IO[bytes]) -> bool:
     Comparing datetimes needs no millisecond keys or offsets; a log out of order by less than
     a millisecond may be reported unordered, and the keyed sort then keeps its order anyway.
     """
-    search = _OCCURRED.search
     latest: datetime | None = None
     previous_text = b""
     for raw in file:
-        match = search(raw)
+        match = _occurred(raw)
         if match is None:
             continue
         text = match.group(1)
@@ -230,9 +252,22 @@ def _in_time_order(file: IO[bytes]) -> bool:
     return True
 
 
+def _occurred(raw: bytes) -> re.Match[bytes] | None:
+    """`_OCCURRED.search(raw)`, trying only where the literal key starts: the regex engine would
+    try every position of the line, the tenth of a run's time spent on this first pass."""
+    match = _OCCURRED.match
+    index = raw.find(_KEY)
+    while index != -1:
+        found = match(raw, index)
+        if found is not None:
+            return found
+        index = raw.find(_KEY, index + 1)
+    return None
+
+
 def _time_key(raw: bytes, previous: int) -> int:
     """The line's occurred_at in ms; an unreadable line keeps its place (it is reported later)."""
-    match = _OCCURRED.search(raw)
+    match = _occurred(raw)
     if match is None:
         return previous
     try:

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, cast
 
-# (product_id, name, price, quantity)
-CartItem = tuple[str, str, float, int]
+# (product_id, name, price, quantity; the price is `int | float`, not `float`: compiled code
+# would turn 1800 into 1800.0)
+CartItem = tuple[str, str, int | float, int]
 # (product_id, viewed_at_ms)
 View = tuple[str, int]
 # (mark, until_ms): re-entry memory, e.g. ("browse_abandonment:p-9", ...); FOREVER never expires
@@ -87,13 +88,32 @@ class UserState:
 
 
 # Frozen dataclasses set every field through `object.__setattr__` in `__init__`, a large share
-# of the engine's time on its hot path (a run per activity event, a decision per step fired). A
-# builder is a plain class with the same slots: its fields are set with ordinary attribute stores,
-# then the object becomes an instance of the frozen class in place (CPython allows `__class__`
-# assignment between classes with identical slots). The result is an ordinary frozen instance;
-# callers set every field, so nothing is left unset.
+# of the engine's time on its hot path (a run per activity event, a decision per step fired), so
+# the hot path builds them another way, which depends on whether mypyc compiled this package
+# (`make install` does; docs/simulate.md):
+#
+# - compiled, the classes are native: `cls.__new__(cls)` and then plain stores, which mypyc
+#   turns into direct writes to the object's fields (the `type: ignore`s: the fields are
+#   read-only for everyone else, and stay so at run time: the dataclass's `__setattr__` still
+#   refuses changes from outside);
+# - interpreted, a builder is a plain class with the same slots: its fields are set with ordinary
+#   attribute stores, then the object becomes an instance of the frozen class in place (CPython
+#   allows `__class__` assignment between classes with identical slots).
+#
+# Either way the result is an ordinary frozen instance, equal to the one the dataclass
+# constructor builds (tests/unit/journeys/test_fastpaths.py); callers set every field.
+def is_native(cls: type) -> bool:
+    """True when `cls` was compiled by mypyc: a native class has no `__slots__` to swap into."""
+    return "__slots__" not in cls.__dict__
+
+
+NATIVE: Final = is_native(UserState)
+
+
 def builder(cls: type) -> Any:
-    """A plain class with the slots of frozen dataclass `cls` (see above)."""
+    """A plain class with the slots of frozen dataclass `cls` (see above); None when native."""
+    if is_native(cls):
+        return None
     return type(f"{cls.__name__}Builder", (), {"__slots__": cls.__dict__["__slots__"]})
 
 
@@ -103,8 +123,8 @@ def become(obj: Any, cls: type[T]) -> T:
     return cast(T, obj)
 
 
-_RunBuilder = builder(Run)
-_TouchBuilder = builder(Touch)
+_RunBuilder: Final = builder(Run)
+_TouchBuilder: Final = builder(Touch)
 
 
 def new_run(
@@ -117,6 +137,16 @@ def new_run(
     data: Mapping[str, Any] | None,
 ) -> Run:
     """`Run(journey=..., ...)` with every field given, positionally and faster."""
+    if NATIVE:
+        native = Run.__new__(Run)
+        native.journey = journey  # type: ignore[misc]
+        native.step = step  # type: ignore[misc]
+        native.due = due  # type: ignore[misc]
+        native.started = started  # type: ignore[misc]
+        native.trigger_id = trigger_id  # type: ignore[misc]
+        native.key = key  # type: ignore[misc]
+        native.data = data  # type: ignore[misc]
+        return native
     run = _RunBuilder()
     run.journey = journey
     run.step = step
@@ -130,6 +160,14 @@ def new_run(
 
 def new_touch(journey: str, step: str, variant: str | None, at: int, holdout: bool) -> Touch:
     """`Touch(journey=..., ...)` with every field given, positionally and faster."""
+    if NATIVE:
+        native = Touch.__new__(Touch)
+        native.journey = journey  # type: ignore[misc]
+        native.step = step  # type: ignore[misc]
+        native.variant = variant  # type: ignore[misc]
+        native.at = at  # type: ignore[misc]
+        native.holdout = holdout  # type: ignore[misc]
+        return native
     touch = _TouchBuilder()
     touch.journey = journey
     touch.step = step

@@ -15,9 +15,10 @@ import orjson
 
 from nudge.errors import NudgeError
 from nudge.journeys.draft import Draft
-from nudge.journeys.state import Run, UserState, new_run, new_touch
+from nudge.journeys.state import NATIVE, Run, UserState, new_run, new_touch
 
 VERSION: Final = 1
+_BLANK: Final = UserState(user_id="")
 
 
 class StateDecodeError(NudgeError, ValueError):
@@ -87,7 +88,8 @@ def decode_state(raw: bytes) -> UserState:
         # Built as a draft and frozen in place (see `draft.Draft.freeze`), with no comprehension
         # for an empty list (`!= []`, so that a corrupt null still fails as before): the
         # processor decodes a state per event, and the frozen constructor was most of it.
-        state = Draft.__new__(Draft)
+        # (Compiled, `Draft.__new__` would run `Draft.__init__`: a blank draft instead.)
+        state = Draft(_BLANK) if NATIVE else Draft.__new__(Draft)
         state.user_id = user_id
         state.email = email
         state.name = name

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from nudge.journeys.config import Journey, JourneysConfig
 from nudge.journeys.localtime import at_local, local_date, next_local_time, next_yearly
-from nudge.journeys.state import Run
+from nudge.journeys.state import Run, new_run
 
 MORNING = time(9, 0)
 SEASONAL_CLOCK = time(10, 0)
@@ -72,14 +72,8 @@ class Timing:
             not_before=not_before,
             first_year=first_year,
         )
-        return Run(
-            journey=journey.name,
-            step=0,
-            due=due,
-            started=due,
-            trigger_id=f"{journey.name}:{occurrence.isoformat()}",
-            key=key,
-        )
+        trigger_id = f"{journey.name}:{occurrence.isoformat()}"
+        return new_run(journey.name, 0, due, due, trigger_id, key, None)
 
     def slots(self, tz: ZoneInfo) -> tuple[list[int], list[Slot]]:
         """Every seasonal send in zone `tz`, sorted by time (computed once per zone)."""

@@ -7,7 +7,6 @@ what a mail will need; a template the table does not know keeps all its trigger'
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
@@ -43,21 +42,46 @@ CAPTURE: Final[Mapping[str, tuple[str, ...]]] = {
 _ITEM_FIELDS = ("product_id", "name", "quantity", "price")
 
 
-# Not frozen: a short-lived bundle of arguments built once per mail, and a frozen dataclass's
-# `__init__` (object.__setattr__ per field) costs three times as much.
-@dataclass(slots=True, kw_only=True)
+# Not a frozen dataclass: a short-lived bundle of arguments built once per mail, and a frozen
+# dataclass's `__init__` (object.__setattr__ per field) costs three times as much; a plain
+# `__init__` is also what mypyc compiles to native stores (a dataclass's generated one is not).
 class SendContext:
     """What a template's variables may draw on when a step is sent."""
 
-    state: UserState | Draft
-    run: Run
-    template: str
-    params: Mapping[str, Any]
-    key: str
-    now: datetime
-    currency: str
-    delay_scale: float
-    campaign: Campaign | None = None
+    __slots__ = (
+        "campaign",
+        "currency",
+        "delay_scale",
+        "key",
+        "now",
+        "params",
+        "run",
+        "state",
+        "template",
+    )
+
+    def __init__(
+        self,
+        *,
+        state: UserState | Draft,
+        run: Run,
+        template: str,
+        params: Mapping[str, Any],
+        key: str,
+        now: datetime,
+        currency: str,
+        delay_scale: float,
+        campaign: Campaign | None = None,
+    ) -> None:
+        self.state = state
+        self.run = run
+        self.template = template
+        self.params = params
+        self.key = key
+        self.now = now
+        self.currency = currency
+        self.delay_scale = delay_scale
+        self.campaign = campaign
 
 
 def capture_names(templates: tuple[str, ...]) -> tuple[str, ...] | None:

@@ -165,3 +165,46 @@ def test_validate_accepts_the_shipped_file_and_rejects_a_bad_one(
     err = capsys.readouterr().err
     assert f"{bad}:" in err
     assert "did you mean 'order.shipped'?" in err
+
+
+def test_the_interpreted_engine_gives_the_same_bytes_as_the_compiled_one(
+    log: Path, tmp_path: Path
+) -> None:
+    """`make install` compiles the engine with mypyc; the same source without the extensions
+    (NUDGE_COMPILE=0, no C compiler) must decide exactly the same."""
+    import shutil
+    import subprocess
+    import sys
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    import nudge
+
+    package = Path(nudge.__file__).resolve().parent
+    compiled = any(package.rglob(f"*{EXTENSION_SUFFIXES[0]}"))
+    if not compiled:
+        pytest.skip("the engine is not compiled here (NUDGE_COMPILE=0): nothing to compare")
+    source = tmp_path / "source"
+    shutil.copytree(package, source / "nudge", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+
+    def run(pythonpath: Path, out: Path) -> tuple[bytes, bytes, bytes]:
+        out.mkdir()
+        files = [out / "c.jsonl", out / "d.jsonl", out / "r.json"]
+        script = (
+            "import sys, nudge.journeys.engine as e; "
+            "print(e.__file__, file=sys.stderr); "
+            "from nudge.cli import main; sys.exit(main())"
+        )
+        argv = ["simulate", "--events", str(log), "--until", "+30d", "--out", str(files[0])]
+        argv += ["--decisions", str(files[1]), "--report", str(files[2])]
+        done = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+            [sys.executable, "-c", script, *argv],
+            env={"PYTHONPATH": str(pythonpath), "NUDGE_TOKEN_SECRET": "x" * 32, "PATH": ""},
+            cwd=tmp_path,
+            capture_output=True,
+            check=True,
+        )
+        engine_file = done.stderr.splitlines()[0].decode()
+        assert engine_file.endswith(".py") == (pythonpath == source), engine_file
+        return files[0].read_bytes(), files[1].read_bytes(), files[2].read_bytes()
+
+    assert run(source, tmp_path / "interpreted") == run(package.parent, tmp_path / "compiled")
