@@ -18,6 +18,13 @@ Five measurements in one run, each on its own topic prefix:
                 at_least_once and once with exactly_once: commands lost, duplicated (same
                 idempotency key), and users with two different keys.
 
+Throughput reports events/s and the worker's CPU time per event (user + system, from
+/proc/<pid>/stat over the drain: steadier than events/s on a shared machine), each beside the
+plain loop's from the same run. `--compare-faust-paths` repeats it with `nudge processor
+--faust-paths` (Faust's own per-record table writes, producing, consuming and monitor);
+`--profile PATH` records a py-spy profile of the worker during the drain (and PATH.timers.txt
+during the timer burst; py-spy is not a project dependency: `pip install py-spy`).
+
 Results go to results/processor.json and stdout; docs/processor.md quotes them.
 Usage: python bench/bench_processor.py [--events 60000] [--timer-users 50000] [--crash-users 3000]
 """
@@ -58,6 +65,7 @@ from nudge.topics import Topics
 
 ROOT = Path(__file__).resolve().parent.parent
 NUDGE = str(Path(sys.executable).with_name("nudge"))
+WORKER_ARGS: list[str] = []  # extra `nudge processor` options (--worker-args)
 ZONES = ("Asia/Tokyo", "Europe/London", "America/New_York", "Asia/Kolkata", "Pacific/Honolulu")
 
 
@@ -108,8 +116,9 @@ async def publish(settings: Settings, lines: list[bytes]) -> float:
     return time.monotonic() - started
 
 
-async def ceiling(settings: Settings, count: int) -> float:
-    """Events/s of a plain consume → decode → produce loop (no state, no engine)."""
+async def ceiling(settings: Settings, count: int) -> tuple[float, float]:
+    """Events/s of a plain consume → decode → produce loop (no state, no engine), and its CPU
+    seconds per event (this process, from the first record to the last acknowledgement)."""
     topics = Topics(settings.topic_prefix)
     await ensure_topics(settings, [f"{settings.topic_prefix}ceiling-out"])
     consumer = AIOKafkaConsumer(
@@ -127,12 +136,14 @@ async def ceiling(settings: Settings, count: int) -> float:
     await producer.start()
     seen = 0
     started: float | None = None
+    cpu = 0.0
     try:
         while seen < count:
             batch = await consumer.getmany(timeout_ms=500, max_records=2000)
             for records in batch.values():
                 if started is None:
                     started = time.monotonic()
+                    cpu = time.process_time()
                 for record in records:
                     seen += 1
                     try:
@@ -143,16 +154,20 @@ async def ceiling(settings: Settings, count: int) -> float:
                         f"{settings.topic_prefix}ceiling-out", encode_event(event), key=record.key
                     )
         await producer.flush()
+        elapsed = time.monotonic() - (started or time.monotonic())
+        cpu = time.process_time() - cpu
     finally:
         await consumer.stop()
         await producer.stop()
-    return seen / (time.monotonic() - (started or time.monotonic()))
+    return seen / elapsed, cpu / max(1, seen)
 
 
 class Worker:
     """One `nudge processor` subprocess."""
 
-    def __init__(self, prefix: str, partitions: int, state: Path, log: Path, **env: str) -> None:
+    def __init__(
+        self, prefix: str, partitions: int, state: Path, log: Path, *args: str, **env: str
+    ) -> None:
         self.port = free_port()
         full_env = {
             **os.environ,
@@ -167,7 +182,7 @@ class Worker:
         self.started = time.monotonic()
         with log.open("ab") as out:
             self.process = subprocess.Popen(  # noqa: S603 - our own CLI
-                [NUDGE, "processor", "--tick-interval", "0.5"],
+                [NUDGE, "processor", "--tick-interval", "0.5", *WORKER_ARGS, *args],
                 env=full_env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -203,6 +218,11 @@ class Worker:
     def handled(self) -> float:
         return self.metric("nudge_events_consumed_total") + self.metric("nudge_dead_lettered_total")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the worker process has used so far (/proc/<pid>/stat)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -229,11 +249,21 @@ class Worker:
                 self.process.wait(10)
 
 
-def throughput(lines: list[bytes], partitions: int, tmp: Path) -> dict[str, Any]:
+def throughput(
+    lines: list[bytes],
+    partitions: int,
+    tmp: Path,
+    profile: Path | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> dict[str, Any]:
     settings = settings_for(f"bench-{uuid.uuid4().hex[:8]}.", partitions)
     publish_s = asyncio.run(publish(settings, lines))
-    ceiling_rate = asyncio.run(ceiling(settings, len(lines)))
-    worker = Worker(settings.topic_prefix, partitions, tmp / "tp-state", tmp / "tp.log")
+    ceiling_rate, ceiling_cpu = asyncio.run(ceiling(settings, len(lines)))
+    name = "tp" + "".join(extra_args).replace("-", "_")
+    worker = Worker(
+        settings.topic_prefix, partitions, tmp / f"{name}-state", tmp / f"{name}.log", *extra_args
+    )
+    spy: subprocess.Popen[bytes] | None = None
     try:
         # /metrics answers from the first second; the clock starts at the first handled event
         # (readiness may come later: it waits for the first tick, queued behind the backlog).
@@ -242,13 +272,22 @@ def throughput(lines: list[bytes], partitions: int, tmp: Path) -> dict[str, Any]
                 raise RuntimeError(f"processor exited with {worker.process.returncode}")
             time.sleep(0.05)
         start = time.monotonic()
+        cpu_start = worker.cpu_seconds()
         first_s = start - worker.started
+        if profile is not None:
+            spy = start_profile(worker.process.pid, profile)
         while worker.handled() < len(lines) // 10:
+            if worker.process.poll() is not None:
+                raise RuntimeError(f"processor exited with {worker.process.returncode}")
             time.sleep(0.1)
         tenth = time.monotonic()
         done = worker.wait_handled(len(lines))
+        cpu = worker.cpu_seconds() - cpu_start
         commands = worker.metric("nudge_commands_emitted_total")
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         worker.stop()
     rate = len(lines) / (done - start)
     steady = (len(lines) - len(lines) // 10) / (done - tenth)
@@ -256,12 +295,36 @@ def throughput(lines: list[bytes], partitions: int, tmp: Path) -> dict[str, Any]
         "events": len(lines),
         "publish_seconds": round(publish_s, 2),
         "ceiling_events_per_second": round(ceiling_rate, 1),
+        "ceiling_cpu_us_per_event": round(ceiling_cpu * 1e6, 1),
         "nudge_events_per_second": round(rate, 1),
         "nudge_steady_events_per_second": round(steady, 1),
         "nudge_vs_ceiling": round(rate / ceiling_rate, 2),
+        "nudge_cpu_us_per_event": round(cpu / len(lines) * 1e6, 1),
+        "nudge_cpu_share": round(cpu / (done - start), 2),
         "commands_emitted": int(commands),
         "startup_to_first_event_seconds": round(first_s, 2),
     }
+
+
+def start_profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy (installed separately: it is not a project dependency) sampling `pid` until SIGINT."""
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen(  # noqa: S603 - a local profiler on our own child process
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def index_bytes_per_timer(users: int) -> float:
@@ -313,7 +376,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def timers_and_recovery(users: int, partitions: int, rate_hint: float, tmp: Path) -> dict[str, Any]:
+def timers_and_recovery(
+    users: int, partitions: int, rate_hint: float, tmp: Path, profile: Path | None = None
+) -> dict[str, Any]:
     settings = settings_for(f"bench-{uuid.uuid4().hex[:8]}.", partitions)
     # Every cart event carries the same event time T0: every reminder is due at T0 + delay.
     # The delay (60 min x scale) must outlast publishing and ingesting all users.
@@ -362,9 +427,18 @@ def timers_and_recovery(users: int, partitions: int, rate_hint: float, tmp: Path
         result["seconds_between_ingest_end_and_due"] = round(remaining, 1)
         if remaining < 0:
             result["warning"] = "ingest outlasted the delay: lags include ingest time"
+        time.sleep(max(0.0, remaining - 1))  # so that the CPU time below is the burst's
+        spy = start_profile(worker.process.pid, profile) if profile is not None else None
+        cpu_start = worker.cpu_seconds()
         lags = asyncio.run(
             command_lags(settings, int(due.timestamp() * 1000), users, max(remaining, 0) + 600)
         )
+        result["burst_cpu_us_per_timer"] = round(
+            (worker.cpu_seconds() - cpu_start) / max(1, len(lags)) * 1e6, 1
+        )
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         stale = worker.metric('nudge_not_sent_total{journey="cart_abandonment"')
         result.update(
             reminders=len(lags),
@@ -503,8 +577,25 @@ def main() -> int:
         default=3_000,
         help="SIGKILL a worker mid-backlog under both guarantees with this many orders (0: skip)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record a py-spy profile (raw, collapsed stacks) of the worker while it drains",
+    )
+    parser.add_argument(
+        "--compare-faust-paths",
+        action="store_true",
+        help="also measure a worker with `--faust-paths` (Faust's own per-record paths)",
+    )
+    parser.add_argument(
+        "--worker-args",
+        default="",
+        help='extra options for every `nudge processor` started, e.g. "--batch-size 1000"',
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "processor.json")
     args = parser.parse_args()
+    WORKER_ARGS.extend(args.worker_args.split())
     tmp = Path(tempfile.mkdtemp(prefix="nudge-bench-processor-"))
     results: dict[str, Any] = {
         "benchmark": "processor",
@@ -530,12 +621,20 @@ def main() -> int:
         )
         lines = generate(plan)[: args.events]
         print(f"throughput: {len(lines):,} synthetic events, {args.partitions} partitions")
-        results["throughput"] = throughput(lines, args.partitions, tmp)
+        results["throughput"] = throughput(lines, args.partitions, tmp, args.profile)
         print(json.dumps(results["throughput"], indent=2))
+        if args.compare_faust_paths:
+            print("throughput with Faust's own per-record paths (--faust-paths), same events")
+            old = throughput(lines, args.partitions, tmp, extra_args=("--faust-paths",))
+            results["throughput_faust_paths"] = old
+            print(json.dumps(old, indent=2))
         rate_hint = results["throughput"]["nudge_events_per_second"]
     if not args.skip_timers:
         print(f"timers: {args.timer_users:,} users with one reminder each, all due at once")
-        results["timers"] = timers_and_recovery(args.timer_users, args.partitions, rate_hint, tmp)
+        profile = args.profile.with_suffix(".timers.txt") if args.profile else None
+        results["timers"] = timers_and_recovery(
+            args.timer_users, args.partitions, rate_hint, tmp, profile
+        )
         print(json.dumps(results["timers"], indent=2))
     if args.crash_users:
         results["crash"] = {}

@@ -21,9 +21,25 @@ import faust
 import structlog
 
 from nudge import metrics
+from nudge.processor.fastpath import (
+    FAST_PATHS_FAUST_VERSION,
+    DirectSink,
+    DirectTableStore,
+    FastApp,
+    LeanMonitor,
+    fast_paths_fit,
+)
 from nudge.processor.handler import HandlerConfig, RecordHandler
 from nudge.processor.kafka import TABLE_NAME, TICKS, KafkaSink, TableStore, TickSender
-from nudge.processor.ports import Clock, JourneyEngine, Record, StateCodec, SystemClock
+from nudge.processor.ports import (
+    Clock,
+    JourneyEngine,
+    Record,
+    Sink,
+    StateCodec,
+    StateStore,
+    SystemClock,
+)
 from nudge.processor.timers import DueIndex, TickPlanner
 from nudge.settings import Settings
 from nudge.topics import Topics
@@ -45,6 +61,9 @@ class ProcessorOptions:
     fire_limit: int = 5_000  # users fired per tick and partition
     batch_size: int = 500  # records decided per acknowledgement round trip
     batch_wait: float = 0.05  # seconds the stream waits to fill a batch
+    # Faust's own per-record paths (table writes, producing, consumer, monitor) instead of
+    # fastpath.py's; slower, kept so that benchmarks can compare the two in one run.
+    faust_paths: bool = False
 
 
 @dataclass(slots=True)
@@ -76,6 +95,13 @@ class Processor:
         return all(self.index.loaded(p) for p in self.assigned())
 
 
+def _stop_on_changelog_failure(err: BaseException) -> None:
+    # A state write whose changelog record the broker refused would be lost on the next restore:
+    # stop before Faust commits the offsets of the records that led to it (at-least-once).
+    log.critical("processor stopping: cannot write the state changelog", exc_info=err)
+    os._exit(EXIT_INFRASTRUCTURE)
+
+
 def active_partitions(app: faust.App, topic: str) -> set[int]:
     """Partitions of `topic` this worker is active (not standby) for."""
     return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
@@ -94,7 +120,15 @@ def create_processor(
     clock = clock or SystemClock()
     topics = Topics(settings.topic_prefix)
     partitions = settings.topic_partitions
-    app = faust.App(
+    faust_paths = options.faust_paths or not fast_paths_fit(faust.__version__)
+    if faust_paths and not options.faust_paths:
+        log.warning(
+            "faust-streaming is not the version the fast paths were written for: using Faust's own",
+            installed=faust.__version__,
+            written_for=FAST_PATHS_FAUST_VERSION,
+        )
+    app_class = faust.App if faust_paths else FastApp
+    app = app_class(
         topics.processor_app_id,
         broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap_servers.split(",")],
         store=options.store,
@@ -110,6 +144,7 @@ def create_processor(
         autodiscover=False,
         key_serializer="raw",
         value_serializer="raw",
+        Monitor=faust.Monitor if faust_paths else LeanMonitor,
     )
     table = app.Table(
         TABLE_NAME, default=None, partitions=partitions, key_type=bytes, value_type=bytes
@@ -124,12 +159,24 @@ def create_processor(
     )
     index = DueIndex()
     planner = TickPlanner(resend_after=max(5.0, 10 * options.tick_interval))
+    store: StateStore
+    sink: Sink
+    direct = settings.processing_guarantee == "at_least_once" and options.store.startswith(
+        "rocksdb"
+    )
+    if direct and not faust_paths:
+        store, sink = (
+            DirectTableStore(table, app, on_failure=_stop_on_changelog_failure),
+            DirectSink(app),
+        )
+    else:
+        store, sink = TableStore(table), KafkaSink(app)
     handler = RecordHandler(
         config=HandlerConfig(topics=topics, fire_limit=options.fire_limit),
         engine=engine,
         codec=codec,
-        store=TableStore(table),
-        sink=KafkaSink(app),
+        store=store,
+        sink=sink,
         clock=clock,
         index=index,
         planner=planner,

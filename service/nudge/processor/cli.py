@@ -47,6 +47,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="address of /livez, /readyz, /metrics (default %(default)s; 0.0.0.0 in containers)",
     )
     parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help="records handled per acknowledgement round trip (default %(default)s)",
+    )
+    parser.add_argument(
+        "--faust-paths",
+        action="store_true",
+        help="use Faust's own per-record table writes, producer path, consumer and monitor "
+        "(slower; for comparing the two in benchmarks)",
+    )
+    parser.add_argument(
         "--store",
         choices=("rocksdb", "memory"),
         default="rocksdb",
@@ -87,6 +99,8 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         session_timeout=args.session_timeout,
         web_host=args.web_host,
         store=f"{args.store}://",
+        batch_size=args.batch_size,
+        faust_paths=args.faust_paths,
     )
     try:
         engine, codec = load_engine(settings)

@@ -7,7 +7,9 @@ partition: behaviour events, delivery records, and tick messages that fire due t
 A batch (what the agent's stream buffered, up to a few hundred records) is handled in three steps:
 1. decide — every record in order: decode, read the user's state (this batch's own earlier
    result for the user first), call the engine, collect the records to produce and the new state;
-2. emit   — produce everything and wait until the broker has acknowledged all of it;
+2. emit   — produce everything and wait until the broker has acknowledged all of it (a timer
+   burst hands its commands to the producer every few hundred users, so that producing overlaps
+   deciding; the acknowledgements are still all awaited before step 3);
 3. store  — write each changed user's final state once.
 
 Ordering rule (what makes at-least-once lossless): a state that says a step was sent is never
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -76,6 +78,8 @@ class Batch:
     """What one batch decided: records to produce, states to store, outcomes to count."""
 
     outputs: list[Output] = field(default_factory=list)
+    sent: int = 0  # outputs already handed to the sink
+    acks: list[Awaitable[None]] = field(default_factory=list)  # one per hand-over
     dead: list[tuple[Record, PermanentError]] = field(default_factory=list)
     writes: dict[bytes, tuple[Record, bytes | None]] = field(default_factory=dict)  # None: delete
     outcomes: list[Outcome] = field(default_factory=list)
@@ -132,13 +136,14 @@ class RecordHandler:
                 await self._on_tick(record, batch)
         now = self.clock.now()
         for record, error in batch.dead:
-            await self.sink.dead_letter(record, error, now)
-        await self.sink.publish(batch.outputs)
-        for key, (record, value) in batch.writes.items():
-            if value is None:
-                self.store.delete(key, record)
-            else:
-                self.store.set(key, value, record)
+            batch.acks.append(await self.sink.dead_letter(record, error, now))
+        await self._send(batch)
+        for acknowledged in batch.acks:
+            await acknowledged
+        if batch.writes:
+            await self.store.write(
+                [(key, value, record) for key, (record, value) in batch.writes.items()]
+            )
         for outcome in batch.outcomes:
             self._count(outcome)
         finished = time.perf_counter()
@@ -198,7 +203,10 @@ class RecordHandler:
         due = self.index.pop_due(partition, now_s, self.config.fire_limit)
         for n, (user_id, due_at) in enumerate(due):
             if n % FIRE_YIELD_EVERY == FIRE_YIELD_EVERY - 1:
-                await asyncio.sleep(0)  # a burst is CPU-bound: let heartbeats through
+                # Let the producer send what is decided while the burst goes on (the states are
+                # stored after every acknowledgement, as for any batch), and heartbeats through.
+                await self._send(batch)
+                await asyncio.sleep(0)
             raw = self._read(user_id.encode(), record, batch)
             if raw is None:
                 continue
@@ -252,6 +260,11 @@ class RecordHandler:
         )
 
     # -- helpers -------------------------------------------------------------------------------
+    async def _send(self, batch: Batch) -> None:
+        if batch.sent < len(batch.outputs):
+            batch.acks.append(await self.sink.send(batch.outputs[batch.sent :]))
+            batch.sent = len(batch.outputs)
+
     def _read(self, key: bytes, record: Record, batch: Batch) -> bytes | None:
         if key in batch.writes:
             return batch.writes[key][1]

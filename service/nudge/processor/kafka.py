@@ -4,10 +4,9 @@ and creating and checking the topics before a worker starts.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -20,7 +19,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from nudge.admin import ensure_topics
 from nudge.deadletter import Source, headers
 from nudge.errors import ConfigError, PermanentError
-from nudge.processor.ports import Output, Record
+from nudge.processor.ports import Output, Record, Write
 from nudge.settings import Settings
 from nudge.topics import Topics
 
@@ -31,7 +30,9 @@ TICKS_RETENTION_MS: Final = 3_600_000  # a tick is worthless once handled; keep 
 
 
 class TableStore:
-    """The state table as a `StateStore`.
+    """The state table as a `StateStore`, through Faust's `Table` API (every write sends its own
+    changelog record). Used under `exactly_once`, where those records belong to the partition's
+    transaction; `fastpath.DirectTableStore` is the at-least-once store.
 
     Faust's RocksDB store picks the partition database from the *current event*, which it sets
     while a stream yields one. The agent handles a batch after the stream has buffered it, so each
@@ -50,20 +51,17 @@ class TableStore:
         finally:
             _leave(token)
 
-    def set(self, key: bytes, value: bytes, record: Record) -> None:
-        token = _enter(record)
-        try:
-            self.table[key] = value
-        finally:
-            _leave(token)
-
-    def delete(self, key: bytes, record: Record) -> None:
-        token = _enter(record)
-        try:
-            with contextlib.suppress(KeyError):
-                del self.table[key]
-        finally:
-            _leave(token)
+    async def write(self, writes: Sequence[Write]) -> None:
+        for key, value, record in writes:
+            token = _enter(record)
+            try:
+                if value is None:
+                    with contextlib.suppress(KeyError):
+                        del self.table[key]
+                else:
+                    self.table[key] = value
+            finally:
+                _leave(token)
 
     def entries(self) -> Iterable[tuple[bytes, bytes]]:
         items: Iterable[tuple[bytes, bytes]] = self.table.items()
@@ -82,7 +80,8 @@ def _leave(token: Any) -> None:
 
 
 class KafkaSink:
-    """Faust topics as a `Sink`; `publish` waits for the broker's acknowledgements."""
+    """Faust topics as a `Sink` (every record through `Topic.send`). Used under
+    `exactly_once`; `fastpath.DirectSink` is the at-least-once sink."""
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
@@ -96,21 +95,27 @@ class KafkaSink:
             )
         return topic
 
-    async def publish(self, outputs: Sequence[Output]) -> None:
-        if not outputs:
-            return
+    async def send(self, outputs: Sequence[Output]) -> Awaitable[None]:
         pending = [
             await self.topic(out.topic).send(key=out.key, value=out.value) for out in outputs
         ]
-        await asyncio.gather(*pending)
+        return _all(pending)
 
-    async def dead_letter(self, record: Record, error: PermanentError, failed_at: datetime) -> None:
+    async def dead_letter(
+        self, record: Record, error: PermanentError, failed_at: datetime
+    ) -> Awaitable[None]:
         source = Source(topic=record.topic, partition=record.partition, offset=record.offset)
-        await self.topic(Topics.dead_letter(record.topic)).send(
+        sent = await self.topic(Topics.dead_letter(record.topic)).send(
             key=record.key,
             value=record.value,
             headers=headers(error, source, failed_at=failed_at.isoformat()),
         )
+        return _all([sent])
+
+
+async def _all(pending: Sequence[Awaitable[Any]]) -> None:
+    for sent in pending:
+        await sent
 
 
 class TickSender:
@@ -143,8 +148,12 @@ async def prepare_topics(settings: Settings) -> None:
     """Create the processor's topics if missing and check they are co-partitioned."""
     topics = Topics(settings.topic_prefix)
     policy = topics.internal(CONTACT_POLICY)
+    changelog = f"{topics.processor_app_id}-{TABLE_NAME}-changelog"
     await ensure_topics(settings)
-    await ensure_topics(settings, [policy], compacted=[policy])
+    # The changelog too, as Faust would create it (compacted, same partition count): when Faust
+    # creates it at start, its consumer may not see it in its metadata yet at the first write and
+    # count 0 partitions, and the table then refuses every write (PartitionsMismatch).
+    await ensure_topics(settings, [policy, changelog], compacted=[policy, changelog])
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
@@ -162,9 +171,8 @@ async def prepare_topics(settings: Settings) -> None:
                         )
                     ]
                 )
-        changelog = f"{topics.processor_app_id}-{TABLE_NAME}-changelog"
         # Only topics that exist: asking the broker about a missing one may auto-create it with
-        # the broker's default partition count (the changelog is Faust's to create).
+        # the broker's default partition count.
         names = [topics.events, topics.deliveries, ticks, changelog]
         described = await admin.describe_topics([n for n in names if n in existing | {ticks}])
     finally:

@@ -7,7 +7,7 @@ decode → decide → store → emit path runs in unit tests without Kafka.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -54,15 +54,19 @@ class Output:
     value: bytes
 
 
+# One state write: key, new value (None: delete the key), and the record it happens for.
+Write = tuple[bytes, bytes | None, Record]
+
+
 class StateStore(Protocol):
     """Per-user values (bytes). Every access names the record it happens for: the value lives in
     that record's partition (Faust keeps one store per partition)."""
 
     def get(self, key: bytes, record: Record) -> bytes | None: ...
 
-    def set(self, key: bytes, value: bytes, record: Record) -> None: ...
-
-    def delete(self, key: bytes, record: Record) -> None: ...
+    async def write(self, writes: Sequence[Write]) -> None:
+        """Store a batch's writes (each key at most once), in order."""
+        ...
 
     def entries(self) -> Iterable[tuple[bytes, bytes]]:
         """Every (key, value) of the partitions this worker is active for."""
@@ -72,12 +76,16 @@ class StateStore(Protocol):
 class Sink(Protocol):
     """Where records go."""
 
-    async def publish(self, outputs: Sequence[Output]) -> None:
-        """Produce `outputs` and return once the broker has acknowledged every one of them."""
+    async def send(self, outputs: Sequence[Output]) -> Awaitable[None]:
+        """Hand `outputs` to the producer, in order; the result completes once the broker has
+        acknowledged every one of them (and fails if it refused one)."""
         ...
 
-    async def dead_letter(self, record: Record, error: PermanentError, failed_at: datetime) -> None:
-        """Produce `record` untouched to `<topic>-dlt` with headers naming `error`."""
+    async def dead_letter(
+        self, record: Record, error: PermanentError, failed_at: datetime
+    ) -> Awaitable[None]:
+        """Hand `record` untouched to the producer for `<topic>-dlt`, with headers naming `error`;
+        the result completes once the broker has acknowledged it."""
         ...
 
 

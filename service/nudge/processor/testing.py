@@ -6,12 +6,13 @@ driving it offline, need no mocks and no Kafka.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from nudge.errors import PermanentError
-from nudge.processor.ports import Output, Record
+from nudge.processor.ports import Output, Record, Write
 
 
 @dataclass(slots=True)
@@ -30,7 +31,7 @@ class FakeClock:
 
 @dataclass(slots=True)
 class MemoryStore:
-    """A state store in a dict; `writes` counts sets and deletes."""
+    """A state store in a dict; `writes` counts the keys written (set or deleted)."""
 
     data: dict[bytes, bytes] = field(default_factory=dict)
     writes: int = 0
@@ -38,13 +39,13 @@ class MemoryStore:
     def get(self, key: bytes, record: Record) -> bytes | None:
         return self.data.get(key)
 
-    def set(self, key: bytes, value: bytes, record: Record) -> None:
-        self.data[key] = value
-        self.writes += 1
-
-    def delete(self, key: bytes, record: Record) -> None:
-        self.data.pop(key, None)
-        self.writes += 1
+    async def write(self, writes: Sequence[Write]) -> None:
+        for key, value, _record in writes:
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+            self.writes += 1
 
     def entries(self) -> Iterable[tuple[bytes, bytes]]:
         return list(self.data.items())
@@ -61,22 +62,32 @@ class DeadLetter:
 @dataclass(slots=True)
 class RecordingSink:
     """Keeps what would have been produced; `store` (if given) snapshots how many state writes
-    had happened when each batch was published, to check the send-then-store order."""
+    had happened whenever outputs were sent, to check the send-then-store order."""
 
     outputs: list[Output] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     store: MemoryStore | None = None
     writes_at_publish: list[int] = field(default_factory=list)
 
-    async def publish(self, outputs: Sequence[Output]) -> None:
+    async def send(self, outputs: Sequence[Output]) -> Awaitable[None]:
         self.outputs.extend(outputs)
         if self.store is not None and outputs:
             self.writes_at_publish.append(self.store.writes)
+        return _acknowledged()
 
-    async def dead_letter(self, record: Record, error: PermanentError, failed_at: datetime) -> None:
+    async def dead_letter(
+        self, record: Record, error: PermanentError, failed_at: datetime
+    ) -> Awaitable[None]:
         self.dead_letters.append(
             DeadLetter(record=record, reason=error.reason, message=str(error), failed_at=failed_at)
         )
+        return _acknowledged()
 
     def on(self, topic: str) -> list[Output]:
         return [output for output in self.outputs if output.topic == topic]
+
+
+def _acknowledged() -> asyncio.Future[None]:
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done

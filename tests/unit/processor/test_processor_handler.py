@@ -223,3 +223,21 @@ async def test_an_engine_failure_on_a_timer_is_counted_and_the_tick_goes_on(rig:
     restarted = rig.with_handler()
     await restarted.tick()
     assert [c["user_id"] for c in restarted.commands()] == ["u-30"]
+
+
+async def test_a_timer_burst_sends_as_it_fires_and_stores_after_all_of_it(rig: Rig) -> None:
+    """A tick firing many users hands their commands over every FIRE_YIELD_EVERY users, and
+    stores the users' new states only after the last chunk."""
+    from nudge.processor.handler import FIRE_YIELD_EVERY
+
+    users = 2 * FIRE_YIELD_EVERY + 10
+    for n in range(users):
+        await rig.event(type="cart.item_added", user_id=f"u-t{n}", properties=CART)
+    await rig.tick()  # loads the due index
+    rig.clock.advance(minutes=2)
+    before = rig.store.writes
+    rig.sink.writes_at_publish.clear()
+    await rig.tick()
+    assert len(rig.commands()) == users
+    assert rig.sink.writes_at_publish == [before, before, before]
+    assert rig.store.writes == before + users

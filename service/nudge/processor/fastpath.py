@@ -1,0 +1,262 @@
+"""What Faust does per record, done per batch: the state table's writes and the producer path.
+
+Measured (docs/processor.md, Performance: "Where a worker's time went"), a worker spent more CPU
+in Faust's per-record machinery than in the engine. Four pieces of it are replaced here. The
+first two only under `at_least_once` with RocksDB (under `exactly_once` every record must go
+through Faust's transactional path, so the portable `kafka.TableStore` and `kafka.KafkaSink`
+stay in use); `nudge processor --faust-paths` turns all four off, for comparisons:
+
+- `DirectTableStore` reads and writes the RocksDB database of the record's partition directly and
+  produces the changelog records itself. Through the `Table` API each write costs a
+  `FutureMessage`, a trip through the producer buffer, sensor calls, a callback and one extra
+  RocksDB write (the changelog offset) per key, and each read two database lookups. Here the
+  offset is written once per partition and batch, when the batch's last changelog record is
+  acknowledged. The values, keys, partitions and the changelog topic are exactly Faust's, so
+  Faust's recovery, standby replicas and `table.items()` read them as before.
+- `DirectSink` hands outputs straight to Faust's producer (no `Topic.send` per record).
+- `BatchDrainConsumer` hands each fetched batch of records to the streams under one
+  `wait_first` (wait for the delivery, or stop it when a rebalance suspends the flow), where
+  Faust's consumer starts four tasks and an `asyncio.wait` for every record.
+- `LeanMonitor` keeps the one statistic Faust itself reads (when a partition last yielded an
+  event, for its stuck-stream warning) and drops the per-record bookkeeping nobody reads (the
+  processor does not expose Faust's sensor; /metrics is `nudge.metrics`).
+
+The changelog records go to the same producer as everything else, and Faust flushes that producer
+before it commits consumer offsets, so a committed offset never precedes the changelog of the
+state it led to. A changelog record the broker refuses is an infrastructure failure: `on_failure`
+stops the worker (the records are processed again after the restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+from functools import partial
+from time import monotonic
+from typing import Any, Final, cast
+
+import faust
+from faust.sensors import Monitor
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from nudge.deadletter import Source, headers
+from nudge.errors import PermanentError
+from nudge.processor.ports import Output, Record, Write
+from nudge.topics import Topics
+
+# The Faust internals below (the consumer's drain loop, the RocksDB store's per-partition databases,
+# `set_persisted_offset`) were read in this release; another one runs Faust's own paths.
+FAST_PATHS_FAUST_VERSION: Final = "0.15.3"
+
+
+def fast_paths_fit(installed: str) -> bool:
+    """Whether the installed faust-streaming is the release the fast paths were written for."""
+    return installed == FAST_PATHS_FAUST_VERSION
+
+
+class DirectTableStore:
+    """The state table's RocksDB partitions as a `StateStore`, changelogged per batch."""
+
+    def __init__(
+        self, table: Any, app: faust.App, on_failure: Callable[[BaseException], None]
+    ) -> None:
+        self.table = table
+        self.app = app
+        self.on_failure = on_failure
+        self.changelog: str = table.changelog_topic.get_topic_name()
+        self._tps: dict[int, TP] = {}
+
+    def get(self, key: bytes, record: Record) -> bytes | None:
+        value: bytes | None = self.table.data._db_for_partition(record.partition).get(key)
+        return value
+
+    async def write(self, writes: Sequence[Write]) -> None:
+        store = self.table.data
+        send = self.app.producer.send
+        changelog = self.changelog
+        check = self._check
+        last: dict[int, asyncio.Future[Any]] = {}
+        for key, value, record in writes:
+            partition = record.partition
+            db = store._db_for_partition(partition)
+            if value is None:
+                db.delete(key)
+            else:
+                db.put(key, value)
+            sent = cast(
+                "asyncio.Future[Any]", await send(changelog, key, value, partition, None, None)
+            )
+            sent.add_done_callback(check)
+            last[partition] = sent
+        for partition, sent in last.items():
+            sent.add_done_callback(partial(self._persisted, partition))
+
+    def entries(self) -> Iterable[tuple[bytes, bytes]]:
+        items: Iterable[tuple[bytes, bytes]] = self.table.items()
+        return items
+
+    def _check(self, sent: asyncio.Future[Any]) -> None:
+        if not sent.cancelled() and sent.exception() is not None:
+            self.on_failure(sent.exception() or RuntimeError("changelog record not written"))
+
+    def _persisted(self, partition: int, sent: asyncio.Future[Any]) -> None:
+        # What Faust's per-record changelog callback does, once per partition and batch: remember
+        # how far the local database is covered by the changelog, so that a restart reads only
+        # the changelog after it.
+        if sent.cancelled() or sent.exception() is not None:
+            return
+        tp = self._tps.get(partition)
+        if tp is None:
+            tp = self._tps[partition] = TP(self.changelog, partition)
+        if partition in self.table.data._dbs:  # not revoked meanwhile
+            self.table.data.set_persisted_offset(tp, sent.result().offset)
+
+
+class DirectSink:
+    """Faust's producer as a `Sink`, without `Topic.send`'s per-record futures and sensors."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def send(self, outputs: Sequence[Output]) -> Awaitable[None]:
+        send = self.app.producer.send
+        pending = [await send(out.topic, out.key, out.value, None, None, None) for out in outputs]
+        return _all(pending)
+
+    async def dead_letter(
+        self, record: Record, error: PermanentError, failed_at: datetime
+    ) -> Awaitable[None]:
+        source = Source(topic=record.topic, partition=record.partition, offset=record.offset)
+        sent = await self.app.producer.send(
+            Topics.dead_letter(record.topic),
+            record.key,
+            record.value,
+            None,
+            None,
+            headers(error, source, failed_at=failed_at.isoformat()),
+        )
+        return _all([sent])
+
+
+async def _all(pending: Sequence[Awaitable[Any]]) -> None:
+    for sent in pending:
+        await sent
+
+
+class LeanMonitor(Monitor):
+    """Faust's monitor without the per-record statistics (see the module docstring)."""
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> Any:
+        self.stream_inbound_time[tp] = monotonic()
+        return None
+
+    def on_stream_event_out(
+        self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None
+    ) -> None:
+        return None
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_send_initiated(
+        self, producer: Any, topic: str, message: Any, keysize: int, valsize: int
+    ) -> Any:
+        return None
+
+    def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
+        return None
+
+    def on_table_get(self, table: Any, key: Any) -> None:
+        return None
+
+    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+        return None
+
+    def on_table_del(self, table: Any, key: Any) -> None:
+        return None
+
+
+class BatchDrainConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with one `wait_first` per fetched batch instead of per record.
+
+    `_drain_messages` is Faust's (faust-streaming 0.15.3, transport/consumer.py) with one change:
+    the loop over a fetch runs inside a single `wait_first(..., suspend_flow.wait())`. What a
+    rebalance sees is the same: Faust's `getmany` stops yielding once the flow is suspended, so
+    Faust too drops the rest of that fetch (and seeks back to the committed offsets when the flow
+    resumes); a delivery blocked on a full stream buffer is cancelled as before.
+    """
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        sleep = asyncio.sleep
+
+        async def deliver(fetched: Any) -> None:
+            since_yield = 0
+            async for tp, message in fetched:
+                since_yield += 1
+                if since_yield > 100:
+                    await sleep(0)
+                    since_yield = 0
+                offset = message.offset
+                r_offset = get_read_offset(tp)
+                if r_offset is None or offset >= r_offset:
+                    gap = offset - (r_offset or 0)
+                    if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, r_offset + 1, offset)
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    await callback(message)
+                    set_read_offset(tp, offset)
+
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
+                fetched = getmany(timeout=1.0)
+                await self.sleep(0)
+                if not self.should_stop:
+                    await self.wait_first(deliver(fetched), self.suspend_flow.wait())
+                unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
+
+
+class BatchDrainTransport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport with `BatchDrainConsumer`."""
+
+    Consumer = BatchDrainConsumer
+
+
+class FastApp(faust.App):
+    """A Faust app whose consumer is `BatchDrainConsumer` (for `kafka://` brokers)."""
+
+    def _new_transport(self) -> Any:
+        return BatchDrainTransport(self.conf.broker_consumer, self)
