@@ -72,6 +72,9 @@ class KeyLedger:
         if state is None:
             self.states.pop(key, None)
             return
+        self._fold(key, state)
+
+    def _fold(self, key: str, state: KeyState) -> None:
         previous = self.states.get(key)
         if previous is None:
             now = self.clock()
@@ -88,7 +91,8 @@ class KeyLedger:
             self.states.pop(old, None)
 
     def record(self, key: str, state: KeyState) -> None:
-        self.apply(key, orjson.dumps({"state": state}))
+        """This process's own write, folded in at once (what `apply` makes of its record)."""
+        self._fold(key, state)
 
     def state(self, key: str) -> KeyState | None:
         return self.states.get(key)

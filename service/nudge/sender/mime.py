@@ -85,7 +85,7 @@ def build(mail: Mail) -> bytes:
     boundary = "=_nudge_" + hashlib.sha256(mail.message_id.encode()).hexdigest()[:24]
     lines = [
         f"Message-ID: {mail.message_id}",
-        f"Date: {format_datetime(mail.date)}",
+        f"Date: {_date(mail.date.replace(microsecond=0))}",
         f"From: {_address(mail.sender, charset)}",
         f"To: {_to(mail.to_name, mail.to_address, charset)}",
         f"Subject: {_encode_text('Subject', mail.subject, charset)}",
@@ -124,29 +124,43 @@ def _encode_text(header_name: str, value: str, charset: Charset) -> str:
 
 def _encoded_words(value: str, charset: Charset) -> list[str]:
     # email.header.Header does the same, several times slower; this runs for every mail.
-    codec = _PY_CODEC[charset]
     limit = _WORD_BYTES[charset]
-    words: list[str] = []
+    if charset == "utf-8":
+        # Greedy, at character boundaries: cut each word at the last UTF-8 lead byte that keeps
+        # it within `limit` bytes (a continuation byte, 10xxxxxx, is never a boundary).
+        data = value.encode("utf-8")
+        words: list[str] = []
+        start, size = 0, len(data)
+        while start < size:
+            end = start + limit
+            if end >= size:
+                end = size
+            else:
+                while data[end] & 0xC0 == 0x80:
+                    end -= 1
+            words.append(_b_word(data[start:end], charset))
+            start = end
+        return words
+    # ISO-2022-JP is stateful (escape sequences): measure each candidate chunk as encoded.
+    codec = _PY_CODEC[charset]
+    words = []
     chunk = ""
-    size = 0
-    stateful = charset == "iso-2022-jp"  # escape sequences: measure the whole chunk
     for char in value:
-        width = len(char.encode(codec))
-        grown = len((chunk + char).encode(codec)) if stateful else size + width
-        if chunk and grown > limit:
+        if chunk and len((chunk + char).encode(codec)) > limit:
             words.append(_word(chunk, charset))
-            chunk, size = "", 0
-            grown = len(char.encode(codec)) if stateful else width
+            chunk = ""
         chunk += char
-        size = grown
     if chunk:
         words.append(_word(chunk, charset))
     return words
 
 
 def _word(text: str, charset: Charset) -> str:
-    data = base64.b64encode(text.encode(_PY_CODEC[charset])).decode("ascii")
-    return f"=?{charset}?b?{data}?="
+    return _b_word(text.encode(_PY_CODEC[charset]), charset)
+
+
+def _b_word(data: bytes, charset: Charset) -> str:
+    return f"=?{charset}?b?{base64.b64encode(data).decode('ascii')}?="
 
 
 def _to(name: str | None, address: str, charset: Charset) -> str:
@@ -157,6 +171,12 @@ def _to(name: str | None, address: str, charset: Charset) -> str:
         return formataddr((name, address))
     # Non-ASCII, or ASCII that a reader would decode as an encoded word: encode it ourselves.
     return f"{f'{CRLF} '.join(_encoded_words(name, charset))} <{address}>"
+
+
+@functools.lru_cache(maxsize=8)
+def _date(moment: datetime) -> str:
+    # The Date header has whole seconds: all mails of one second share one formatting.
+    return format_datetime(moment)
 
 
 @functools.lru_cache(maxsize=16)

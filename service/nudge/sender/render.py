@@ -20,11 +20,14 @@ from typing import Any, Final
 
 import jinja2
 import orjson
+import structlog
 
 from nudge.codec import is_clean_text
 from nudge.errors import TemplateError
+from nudge.sender.flatten import flatten
 from nudge.settings import Settings
 
+log = structlog.get_logger("nudge.sender.render")
 TEMPLATE_ROOT: Final = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_LOCALE: Final = "ja"
 LOCALES: Final = ("ja", "en")
@@ -82,10 +85,15 @@ class _Environment(jinja2.Environment):
 
 
 class Renderer:
-    """Compiles templates once (Jinja caches them) and renders them with strict variables."""
+    """Compiles each template once, flattened (flatten.py), and renders it with strict variables.
 
-    def __init__(self, root: Path = TEMPLATE_ROOT) -> None:
+    `flat=False` compiles them as Jinja does by default (layout, imports and macro calls at
+    render time): the reference the flattened templates are tested against.
+    """
+
+    def __init__(self, root: Path = TEMPLATE_ROOT, *, flat: bool = True) -> None:
         self.root = root
+        self.flat = flat
         self.env = _Environment(
             loader=jinja2.FileSystemLoader(str(root)),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
@@ -123,7 +131,7 @@ class Renderer:
             try:
                 compiled = self._compiled.get(path)
                 if compiled is None:
-                    compiled = self._compiled[path] = self.env.get_template(path)
+                    compiled = self._compiled[path] = self._compile(path)
                 parts.append(compiled.render(context))
             except jinja2.TemplateNotFound as err:
                 raise TemplateError(
@@ -159,6 +167,31 @@ class Renderer:
         return RenderedMail(
             template=template, locale=used, subject=subject, text=parts[1] + "\n", html=parts[2]
         )
+
+    def _compile(self, path: str) -> jinja2.Template:
+        """The template at `path`, flattened when `flatten` can do it exactly."""
+        env = self.env
+        if not self.flat:
+            return env.get_template(path)
+        try:
+            flat = flatten(self._parse(path), self._parse, frozenset(env.globals))
+            if flat is not None:
+                code = env.compile(flat, path, self._filename(path))
+                return env.template_class.from_code(env, code, env.make_globals(None))
+        except Exception as err:  # flattening may only ever make a template faster
+            # A missing or broken file raises again just below, as Jinja reports it; anything
+            # else is a flattener bug, which must cost speed, never a mail.
+            if not isinstance(err, jinja2.TemplateNotFound | jinja2.TemplateSyntaxError):
+                log.warning("render.flatten_failed", template=path, error=repr(err))
+        return env.get_template(path)
+
+    def _parse(self, path: str) -> jinja2.nodes.Template:
+        assert self.env.loader is not None  # noqa: S101 - set in __init__
+        source, filename, _uptodate = self.env.loader.get_source(self.env, path)
+        return self.env.parse(source, path, filename)
+
+    def _filename(self, path: str) -> str:
+        return str(self.root / path)
 
 
 def money(amount: Any, currency: str = "JPY", *, locale: str | None = None) -> str:

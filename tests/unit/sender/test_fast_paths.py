@@ -13,6 +13,7 @@ import email.policy
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from pathlib import Path
 
 import jinja2
 import orjson
@@ -22,7 +23,7 @@ from aiosmtplib.email import quote_address
 from nudge.codec import encode_command
 from nudge.commands import SendCommand
 from nudge.errors import TemplateError
-from nudge.sender import render
+from nudge.sender import mime, render
 from nudge.sender.deliver import Delivery, RecordingOutputs, Write
 from nudge.sender.ledger import KeyLedger
 from nudge.sender.mime import Mail, build
@@ -189,3 +190,131 @@ async def test_sent_mail_costs_two_produce_calls() -> None:
     topics = [topic for topic, *_ in outputs.records]
     assert topics == ["t.internal.sent-keys", "t.internal.sent-keys", "t.deliveries"]
     assert orjson.loads(outputs.records[1][2] or b"")["state"] == "sent"
+
+
+def reference_variants() -> list[dict[str, object]]:
+    return [
+        {},
+        {"unsubscribe_url": "https://n.example/u?t=1&x=<2>"},
+        {"name": None},
+        {"name": "<b>Hana & co</b>"},
+    ]
+
+
+@pytest.mark.parametrize("locale", ["ja", "en"])
+def test_flattened_templates_render_what_jinja_renders(locale: str) -> None:
+    """Every shipped template, flattened, renders exactly what Jinja's layout + macros render."""
+    flat, stock = Renderer(), Renderer(flat=False)
+    samples = sample_variables()
+    for name in flat.template_names():
+        for variant in reference_variants():
+            variables = {**samples[name], "shop_name": "S<&>", "shop_url": "https://s.example"}
+            variables.update(variant)
+            assert flat.render(name, locale, variables) == stock.render(name, locale, variables)
+
+
+@pytest.mark.parametrize("locale", ["ja", "en"])
+def test_every_shipped_template_is_flattened(locale: str) -> None:
+    """No shipped part silently falls back to the slow path (no blocks, no imports left)."""
+    renderer = Renderer()
+    samples = sample_variables()
+    for name in renderer.template_names():
+        renderer.render(name, locale, {**samples[name], "shop_name": "S", "shop_url": "u"})
+    assert len(renderer._compiled) == 3 * len(renderer.template_names())
+    for path, template in renderer._compiled.items():
+        assert template.blocks == {}, path
+        assert "get_template" not in str(template.root_render_func.__code__.co_names), path
+
+
+def test_a_template_flattening_cannot_reproduce_is_rendered_by_jinja(tmp_path: Path) -> None:
+    """`super()` (and other unsupported constructs) fall back to Jinja's ordinary compilation."""
+    (tmp_path / "ja").mkdir()
+    files = {
+        "_layout.txt": "head {% block content %}layout{% endblock %} foot",
+        "x.subject.txt": "subject {{ order_id }}",
+        "x.txt": '{% extends "ja/_layout.txt" %}{% block content %}[{{ super() }}]{% endblock %}',
+        "x.html": "<p>{{ order_id }}</p>",
+    }
+    for file, text in files.items():
+        (tmp_path / "ja" / file).write_text(text)
+    mail = Renderer(tmp_path).render("x", "ja", {"order_id": "<1>"})
+    assert (mail.subject, mail.text, mail.html) == (
+        "subject <1>",
+        "head [layout] foot\n",
+        "<p>&lt;1&gt;</p>",
+    )
+
+
+def test_a_flattened_template_still_names_a_missing_variable_inside_a_macro() -> None:
+    """A variable missing where a macro uses it is still `missing_variable`, not an empty hole."""
+    variables = {**sample_variables()["order_confirmation"], "shop_name": "S", "shop_url": "u"}
+    variables["items"] = [{"name": "x", "price": "not a number"}]
+    with pytest.raises(TemplateError):
+        Renderer().render("order_confirmation", "en", variables)
+
+
+def test_attribute_lookups_find_what_jinja_finds(tmp_path: Path) -> None:
+    """Items, loop attributes, str methods and missing attributes: the same text or error."""
+    (tmp_path / "ja").mkdir()
+    body = (
+        "{% for item in items %}{{ loop.index }}:{{ item.name }}/{{ item.keys }}"
+        "/{{ item.items|default('-') }}/{{ item.name.upper() }}|{% endfor %}"
+        "{{ order.id }}{{ order.missing|default('none') }}"
+    )
+    for file, text in {
+        "x.subject.txt": "s",
+        "x.txt": body,
+        "x.html": "<p>{{ order.total }}</p>",
+    }.items():
+        (tmp_path / "ja" / file).write_text(text)
+    variables = {"items": [{"name": "a"}, {"name": "b", "items": "x"}], "order": {"id": "o-1"}}
+    flat, stock = Renderer(tmp_path), Renderer(tmp_path, flat=False)
+    with pytest.raises(TemplateError) as flat_error:
+        flat.render("x", "ja", variables)
+    with pytest.raises(TemplateError) as stock_error:
+        stock.render("x", "ja", variables)
+    assert str(flat_error.value) == str(stock_error.value)
+    assert "'total'" in str(flat_error.value)
+    variables["order"]["total"] = 5
+    assert flat.render("x", "ja", variables) == stock.render("x", "ja", variables)
+
+
+def reference_words(value: str, codec: str, limit: int) -> list[bytes]:
+    """The general greedy split: add characters while the encoded chunk fits in `limit`."""
+    chunks: list[str] = []
+    chunk = ""
+    for char in value:
+        if chunk and len((chunk + char).encode(codec)) > limit:
+            chunks.append(chunk)
+            chunk = ""
+        chunk += char
+    return [c.encode(codec) for c in [*chunks, chunk] if c]
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "iso-2022-jp"])
+def test_encoded_words_split_where_the_greedy_character_loop_splits(charset: str) -> None:
+    """The byte-boundary split of UTF-8 words gives the very words of the per-character loop."""
+    codec = {"utf-8": "utf-8", "iso-2022-jp": "iso2022_jp"}[charset]
+    alphabet = "aZ 9-日本語のご注文ありがとうございます【】" + (
+        "ßé😀①" if charset == "utf-8" else ""
+    )
+    values = [alphabet * n for n in range(1, 6)]
+    values += ["".join(alphabet[(i * 7 + n) % len(alphabet)] for i in range(n)) for n in range(90)]
+    for value in values:
+        words = mime._encoded_words(value, charset)  # type: ignore[arg-type]
+        decoded = [base64.b64decode(w.split("?")[3]) for w in words]
+        limit = mime._WORD_BYTES[charset]  # type: ignore[index]
+        assert decoded == reference_words(value, codec, limit), value
+
+
+def test_a_flattener_bug_costs_speed_never_a_mail(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should flattening itself fail, the template is compiled by Jinja and renders the same."""
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("a bug in flatten")
+
+    monkeypatch.setattr(render, "flatten", broken)
+    variables = {**sample_variables()["order_confirmation"], "shop_name": "S", "shop_url": "u"}
+    fallen_back = Renderer().render("order_confirmation", "ja", variables)
+    monkeypatch.undo()
+    assert fallen_back == Renderer().render("order_confirmation", "ja", variables)
