@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, time
 from typing import Any, Final, Literal
 
+from nudge.catalog import shipped_templates
 from nudge.commands import Kind
 
 Calendar = Literal["birthday", "signup", "campaigns"]
@@ -24,31 +25,9 @@ CALENDARS: Final = frozenset({"birthday", "signup", "campaigns"})
 REENTRY_MODES: Final = frozenset({"always", "restart", "debounce", "once", "once_per"})
 EXIT_CONDITIONS: Final = frozenset({"cart_empty"})
 
-# Templates the sender ships (docs/dev/contracts.md); a journeys file may declare more.
-BUILTIN_TEMPLATES: Final = frozenset(
-    {
-        "order_confirmation",
-        "shipping_notice",
-        "password_reset",
-        "email_verification",
-        "welcome",
-        "onboarding_guide",
-        "onboarding_tips",
-        "cart_reminder_1",
-        "cart_reminder_2",
-        "browse_offer",
-        "first_purchase_thank_you",
-        "review_request",
-        "cross_sell",
-        "winback_1",
-        "winback_2",
-        "birthday",
-        "anniversary",
-        "seasonal_pre_sale",
-        "seasonal_launch",
-        "seasonal_last_call",
-    }
-)
+# Templates the sender ships (nudge/templates/, docs/dev/contracts.md); a journeys file may
+# declare more.
+BUILTIN_TEMPLATES: Final = shipped_templates()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

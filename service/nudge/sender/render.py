@@ -22,16 +22,14 @@ import jinja2
 import orjson
 import structlog
 
+from nudge.catalog import LOCALES, PARTS, TEMPLATE_ROOT
 from nudge.codec import is_clean_text
 from nudge.errors import TemplateError
 from nudge.sender.flatten import flatten
 from nudge.settings import Settings
 
 log = structlog.get_logger("nudge.sender.render")
-TEMPLATE_ROOT: Final = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_LOCALE: Final = "ja"
-LOCALES: Final = ("ja", "en")
-PARTS: Final = ("subject.txt", "txt", "html")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
 _UNDEFINED = re.compile(r"'([^']+)' (?:is undefined|has no attribute '([^']+)')")
 _ZERO_DECIMAL_CURRENCIES: Final = frozenset({"JPY", "KRW", "VND", "CLP", "ISK"})
