@@ -37,13 +37,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the chaos package holds the stack and the recording sink
 
 from chaos.stack import RecordingSink, Stack, free_port  # noqa: E402
-from chaos.topics import read_all  # noqa: E402
 
 from nudge.admin import ensure_topics  # noqa: E402
 from nudge.codec import decode_event  # noqa: E402
 from nudge.journeys import Engine, load_journeys  # noqa: E402
 from nudge.sender.sink import Faults  # noqa: E402
 from nudge.settings import SHIPPED_JOURNEYS, Settings  # noqa: E402
+from nudge.testkafka import read_topic  # noqa: E402
 from nudge.topics import Topics  # noqa: E402
 
 TARGET_P99_MS = 250.0
@@ -246,7 +246,7 @@ async def measure(
     # Where the time goes: publish → command on the topic (processor), → accepted (sender).
     made = {
         orjson.loads(r.value)["idempotency_key"]: r.timestamp_ms / 1000
-        for r in await read_all(bootstrap, Topics(prefix).send_commands)
+        for r in await read_topic(bootstrap, Topics(prefix).send_commands)
         if r.value
     }
     processor = [made[k] - at for k, at in counted.items() if k in made]

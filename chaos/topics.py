@@ -10,11 +10,6 @@ import asyncio
 from aiokafka import AIOKafkaProducer
 
 from nudge.produce import key_of
-from nudge.testkafka import read_topic
-
-# bench/bench_e2e.py still imports the reader under its old name from here; read_topic is the
-# one implementation. Remove this alias once the benchmark imports nudge.testkafka itself.
-read_all = read_topic
 
 
 class Publisher:
