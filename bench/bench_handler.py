@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "handler.json")
     args = parser.parse_args()
     log = ROOT / "out" / "bench" / f"handler-{args.users}u-{args.days}d.jsonl"
     if not log.exists():
@@ -109,12 +110,12 @@ def main() -> None:
     runs = [run_once(log, args.batch_size) for _ in range(args.repeat)]
     median = sorted(runs, key=lambda r: r["events_per_s"])[len(runs) // 2]
     result = {"benchmark": "handler", "runs": runs, "median": median, "log": str(log)}
-    (ROOT / "results").mkdir(exist_ok=True)
-    (ROOT / "results" / "handler.json").write_text(json.dumps(result, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
     print(
         f"handler + engine in process: {median['events_per_s']:,.0f} events/s "
         f"({median['events_per_cpu_s']:,.0f} per CPU-second), {median['events']:,} events, "
-        f"median of {len(runs)}; results/handler.json"
+        f"median of {len(runs)}; {args.out}"
     )
 
 

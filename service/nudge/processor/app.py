@@ -27,7 +27,9 @@ from nudge.processor.fastpath import (
     DirectTableStore,
     FastApp,
     LeanMonitor,
+    RawSchema,
     fast_paths_fit,
+    take_batches,
 )
 from nudge.processor.handler import HandlerConfig, RecordHandler
 from nudge.processor.kafka import TABLE_NAME, TICKS, KafkaSink, TableStore, TickSender
@@ -61,8 +63,8 @@ class ProcessorOptions:
     fire_limit: int = 5_000  # users fired per tick and partition
     batch_size: int = 500  # records decided per acknowledgement round trip
     batch_wait: float = 0.05  # seconds the stream waits to fill a batch
-    # Faust's own per-record paths (table writes, producing, consumer, monitor) instead of
-    # fastpath.py's; slower, kept so that benchmarks can compare the two in one run.
+    # Faust's own per-record paths (table writes, producing, consumer, decoding, batching,
+    # monitor) instead of fastpath.py's; slower, kept so that benchmarks can compare the two.
     faust_paths: bool = False
 
 
@@ -156,6 +158,7 @@ def create_processor(
         partitions=partitions,
         key_serializer="raw",
         value_serializer="raw",
+        schema=None if faust_paths else RawSchema(),
     )
     index = DueIndex()
     planner = TickPlanner(resend_after=max(5.0, 10 * options.tick_interval))
@@ -193,7 +196,10 @@ def create_processor(
     )
 
     async def handle(stream: Any) -> None:
-        batches = stream.take_events(options.batch_size, within=options.batch_wait)
+        if direct and not faust_paths:
+            batches = take_batches(stream, options.batch_size, options.batch_wait)
+        else:
+            batches = stream.take_events(options.batch_size, within=options.batch_wait)
         async for events in batches:
             records = [
                 Record(

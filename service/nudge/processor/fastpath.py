@@ -1,10 +1,10 @@
 """What Faust does per record, done per batch: the state table's writes and the producer path.
 
 Measured (docs/processor.md, Performance: "Where a worker's time went"), a worker spent more CPU
-in Faust's per-record machinery than in the engine. Four pieces of it are replaced here. The
+in Faust's per-record machinery than in the engine. Six pieces of it are replaced here. The
 first two only under `at_least_once` with RocksDB (under `exactly_once` every record must go
 through Faust's transactional path, so the portable `kafka.TableStore` and `kafka.KafkaSink`
-stay in use); `nudge processor --faust-paths` turns all four off, for comparisons:
+stay in use); `nudge processor --faust-paths` turns all six off, for comparisons:
 
 - `DirectTableStore` reads and writes the RocksDB database of the record's partition directly and
   produces the changelog records itself. Through the `Table` API each write costs a
@@ -17,6 +17,18 @@ stay in use); `nudge processor --faust-paths` turns all four off, for comparison
 - `BatchDrainConsumer` hands each fetched batch of records to the streams under one
   `wait_first` (wait for the delivery, or stop it when a rebalance suspends the flow), where
   Faust's consumer starts four tasks and an `asyncio.wait` for every record.
+- `take_batches` (also at-least-once only) gives the agent its batches straight from the stream's
+  channel queue, where `Stream.take_events` runs the stream's whole per-record iteration (a yield
+  to the event loop, the buffer processor, the current-event context variable, sensors) and then
+  acks each record through the stream. It keeps what that iteration guarantees: a record consumed
+  before a rebalance (another consumer generation) or while the flow is suspended is dropped
+  untracked, as Faust's iterator drops it; every other record is tracked as unacked (Faust's
+  rebalance waits for those) and acked only after the agent has handled its batch.
+- `RawSchema` turns a consumed record into Faust's `Event` without the serializer registry's
+  four lookups and two codec calls per record, and without looking the `Event` class up in
+  Faust's settings registry each time: the processor's topics carry raw bytes, and the
+  `raw` codec returns them unchanged (the key and value are the message's own, `None` stays
+  `None`, as Faust's `Schema.compile` gives for `raw`).
 - `LeanMonitor` keeps the one statistic Faust itself reads (when a partition last yielded an
   event, for its stuck-stream warning) and drops the per-record bookkeeping nobody reads (the
   processor does not expose Faust's sensor; /metrics is `nudge.metrics`).
@@ -30,7 +42,7 @@ stops the worker (the records are processed again after the restart).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from functools import partial
 from time import monotonic
@@ -144,6 +156,78 @@ class DirectSink:
 async def _all(pending: Sequence[Awaitable[Any]]) -> None:
     for sent in pending:
         await sent
+
+
+async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+    """Faust events of `stream`'s channel in batches of up to `max_`, waiting at most `within`
+    seconds after a batch's first record for it to fill (module docstring).
+
+    A batch's records are acked when the caller asks for the next batch, not when the generator
+    is closed: a batch interrupted by a shutdown or a crash stays uncommitted (Faust's
+    `take_events` acks it in a `finally`).
+    """
+    app = stream.app
+    consumer = app.consumer
+    queue = stream.channel.queue
+    get, get_nowait, empty = queue.get, queue.get_nowait, queue.empty
+    flow_active = app.flow_control.is_active
+    acking_topics = app.topics.acking_topics
+    add_unacked = consumer.unacked.add
+    inbound = app.monitor.stream_inbound_time
+    loop = asyncio.get_running_loop()
+    await stream.maybe_start()
+    while not stream.should_stop:
+        items = [await get()]
+        deadline = loop.time() + within
+        while len(items) < max_:
+            if empty():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(remaining):
+                        items.append(await get())
+                except TimeoutError:
+                    break
+            else:
+                items.append(get_nowait())
+        events = []
+        generation = app.consumer_generation_id
+        active = flow_active()
+        for event in items:
+            message = event.message
+            if not active or message.generation_id != generation:
+                continue  # consumed before a rebalance: Faust's iterator drops it too
+            if message.topic in acking_topics and not message.tracked:
+                message.tracked = True
+                add_unacked(message)
+            events.append(event)
+        if not events:
+            continue
+        now = monotonic()
+        for event in events:
+            inbound[event.message.tp] = now
+        yield events
+        for event in events:
+            event.ack()
+
+
+class RawSchema(faust.Schema[bytes, bytes]):
+    """Raw bytes keys and values, decoded without the serializer registry (module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__(key_serializer="raw", value_serializer="raw")
+
+    def compile(self, app: Any, **kwargs: Any) -> Any:
+        # kwargs are the decode-error callbacks: the raw codec never raises, so none is called.
+        # What `app.create_event` does, with the Event class looked up once instead of through
+        # Faust's settings registry for every record.
+        event_class = app.conf.Event
+
+        async def decode(message: Any, *, propagate: bool = False) -> Any:
+            return event_class(app, message.key, message.value, message.headers, message)
+
+        return decode
 
 
 class LeanMonitor(Monitor):

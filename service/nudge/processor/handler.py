@@ -5,8 +5,9 @@ with `testing.py`'s fakes. Three kinds of record arrive, all keyed (or addressed
 partition: behaviour events, delivery records, and tick messages that fire due timers.
 
 A batch (what the agent's stream buffered, up to a few hundred records) is handled in three steps:
-1. decide — every record in order: decode, read the user's state (this batch's own earlier
-   result for the user first), call the engine, collect the records to produce and the new state;
+1. decide — every record in order, at one `now` for the batch: decode, read the user's state
+   (this batch's own earlier result for the user first), call the engine, collect the records to
+   produce and the new state;
 2. emit   — produce everything and wait until the broker has acknowledged all of it (a timer
    burst hands its commands to the producer every few hundred users, so that producing overlaps
    deciding; the acknowledgements are still all awaited before step 3);
@@ -29,6 +30,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 import structlog
@@ -127,14 +129,19 @@ class RecordHandler:
     async def handle_batch(self, records: Sequence[Record]) -> None:
         """Decide for every record, emit and wait for the acknowledgements, then store."""
         batch = Batch()
+        # One reading of the clock per batch (a batch is decided within milliseconds, and the
+        # clock was ~2 % of a worker's per-event CPU when read per record).
+        now = self.clock.now()
         for record in records:
             if record.topic == self._events:
-                self._on_event(record, batch)
+                self._on_event(record, now, batch)
             elif record.topic == self._deliveries:
-                self._on_delivery(record, batch)
+                self._on_delivery(record, now, batch)
             elif record.topic == self._ticks:
                 await self._on_tick(record, batch)
-        now = self.clock.now()
+                # A timer burst takes a while and fires at its own `now`: never decide a later
+                # record of the batch at an earlier time than a timer fired before it.
+                now = self.clock.now()
         for record, error in batch.dead:
             batch.acks.append(await self.sink.dead_letter(record, error, now))
         await self._send(batch)
@@ -151,7 +158,7 @@ class RecordHandler:
             metrics.EVENT_PROCESSING.observe(finished - started)
 
     # -- deciding ------------------------------------------------------------------------------
-    def _on_event(self, record: Record, batch: Batch) -> None:
+    def _on_event(self, record: Record, now: datetime, batch: Batch) -> None:
         started = time.perf_counter()
         try:
             event = decode_event(record.value)
@@ -170,14 +177,14 @@ class RecordHandler:
             return
         raw = self._read(event.user_id.encode(), record, batch)
         try:
-            outcome = self.engine.on_event(self._load(raw), event, self.clock.now())
+            outcome = self.engine.on_event(self._load(raw), event, now)
         except Exception as err:
             self._processing_error(record, err, "events", event.user_id, batch)
             return
         self._apply(record, event.user_id, raw, outcome, batch)
         batch.timings.append(started)
 
-    def _on_delivery(self, record: Record, batch: Batch) -> None:
+    def _on_delivery(self, record: Record, now: datetime, batch: Batch) -> None:
         try:
             delivery = decode_delivery(record.value)
             _check_key(record, delivery.user_id, InvalidCommand)
@@ -186,7 +193,7 @@ class RecordHandler:
             return
         raw = self._read(delivery.user_id.encode(), record, batch)
         try:
-            outcome = self.engine.on_delivery(self._load(raw), delivery, self.clock.now())
+            outcome = self.engine.on_delivery(self._load(raw), delivery, now)
         except Exception as err:
             self._processing_error(record, err, "deliveries", delivery.user_id, batch)
             return
@@ -277,10 +284,11 @@ class RecordHandler:
         self, record: Record, user_id: str, raw: bytes | None, outcome: Outcome, batch: Batch
     ) -> None:
         key = user_id.encode()
-        batch.outputs.extend(
-            Output(topic=self._commands, key=key, value=encode_command(command))
-            for command in outcome.commands
-        )
+        if outcome.commands:  # most records send nothing
+            batch.outputs.extend(
+                Output(topic=self._commands, key=key, value=encode_command(command))
+                for command in outcome.commands
+            )
         if outcome.policy is not None:
             batch.outputs.append(
                 Output(topic=self._policy, key=key, value=encode_policy(outcome.policy))

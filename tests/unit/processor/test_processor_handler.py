@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import orjson
 import pytest
 from processor_fakes import TOPICS, Rig
@@ -241,3 +243,36 @@ async def test_a_timer_burst_sends_as_it_fires_and_stores_after_all_of_it(rig: R
     assert len(rig.commands()) == users
     assert rig.sink.writes_at_publish == [before, before, before]
     assert rig.store.writes == before + users
+
+
+async def test_a_batch_is_decided_at_one_now_and_after_a_tick_at_a_later_one(rig: Rig) -> None:
+    """The clock is read once per batch, and again after a timer burst, never going back."""
+    from nudge.processor.ports import Record
+
+    class SteppingClock:
+        def __init__(self) -> None:
+            self.current = rig.clock.now()
+
+        def now(self) -> datetime:
+            self.current += timedelta(seconds=1)
+            return self.current
+
+    rig.handler.clock = SteppingClock()
+
+    def order(n: int, user: str) -> Record:
+        value = orjson.dumps(
+            {
+                "event_id": f"e-{n}",
+                "type": "order.completed",
+                "user_id": user,
+                "occurred_at": rig.clock.now().isoformat(),
+                "properties": ORDER,
+            }
+        )
+        return Record(topic=TOPICS.events, partition=0, offset=n, key=user.encode(), value=value)
+
+    tick = Record(topic=TOPICS.internal("ticks"), partition=0, offset=0, key=None, value=b"")
+    await rig.handler.handle_batch([order(1, "u-a"), order(2, "u-b"), tick, order(3, "u-c")])
+    first, second, third = (c["created_at"] for c in rig.commands())
+    assert first == second
+    assert third > second
