@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # setup.py compiles the engine with mypyc: a change to its sources installs (compiles) again.
 COMPILED_SOURCES := setup.py service/nudge/codec.py $(wildcard service/nudge/journeys/*.py)
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml $(COMPILED_SOURCES) | cksum | cut -d' ' -f1)
+NUDGE_COMPILE ?= 1
+STAMP := $(VENV)/.installed-$(shell (cat requirements.lock pyproject.toml $(COMPILED_SOURCES); echo $(NUDGE_COMPILE)) | cksum | cut -d' ' -f1)
 WITH_KAFKA := deploy/local/with-kafka.sh
 
 .PHONY: help install kafka kafka-stop run test test-unit test-integration lint format typecheck \
@@ -21,8 +22,11 @@ $(STAMP): requirements.lock pyproject.toml $(COMPILED_SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip uv
 	@$(BIN)/uv pip install -q -p $(BIN)/python -r requirements.lock
-	@echo "compiling the journey engine with mypyc (setup.py; NUDGE_COMPILE=0 skips it)"
-	@$(BIN)/uv pip install -q -p $(BIN)/python --no-deps -e .
+	@if [ "$(NUDGE_COMPILE)" = 0 ]; then \
+	  echo "NUDGE_COMPILE=0: the journey engine runs interpreted (compiled modules removed)"; \
+	  find service -name '*.so' -delete; \
+	else echo "compiling the journey engine with mypyc (setup.py; NUDGE_COMPILE=0 skips it)"; fi
+	@NUDGE_COMPILE=$(NUDGE_COMPILE) $(BIN)/uv pip install -q -p $(BIN)/python --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP) ## create .venv and install the locked dependencies
@@ -85,4 +89,5 @@ demo-events: install ## write a synthetic event log to out/events.jsonl
 
 clean: ## remove the virtualenv, caches and local Kafka data
 	@deploy/local/kafka.sh stop || true
-	rm -rf $(VENV) .cache out .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .cache out .mypy_cache .ruff_cache .pytest_cache .hypothesis build
+	find service -name '*.so' -delete
