@@ -81,7 +81,6 @@ class Outcome:
     policy: ContactPolicy | None = None
 
 
-_DecisionBuilder: Final = builder(Decision)
 # `SendCommand` (nudge.commands) is never compiled: always the builder.
 _CommandBuilder: Final = builder(SendCommand)
 
@@ -125,24 +124,24 @@ def new_decision(
         native.currency = currency  # type: ignore[misc]
         native.holdout = holdout  # type: ignore[misc]
         return native
-    d = _DecisionBuilder()
-    d.user_id = user_id
-    d.at = at
-    d.outcome = outcome
-    d.reason = reason
-    d.journey = journey
-    d.step = step
-    d.kind = kind
-    d.variant = variant
-    d.command_id = command_id
-    d.idempotency_key = idempotency_key
-    d.trigger_event_id = trigger_event_id
-    d.event_id = event_id
-    d.until = until
-    d.revenue = revenue
-    d.currency = currency
-    d.holdout = holdout
-    return become(d, Decision)
+    return Decision(
+        user_id=user_id,
+        at=at,
+        outcome=outcome,
+        reason=reason,
+        journey=journey,
+        step=step,
+        kind=kind,
+        variant=variant,
+        command_id=command_id,
+        idempotency_key=idempotency_key,
+        trigger_event_id=trigger_event_id,
+        event_id=event_id,
+        until=until,
+        revenue=revenue,
+        currency=currency,
+        holdout=holdout,
+    )
 
 
 def new_command(

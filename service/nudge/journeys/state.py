@@ -88,20 +88,13 @@ class UserState:
 
 
 # Frozen dataclasses set every field through `object.__setattr__` in `__init__`, a large share
-# of the engine's time on its hot path (a run per activity event, a decision per step fired), so
-# the hot path builds them another way, which depends on whether mypyc compiled this package
-# (`make install` does; docs/simulate.md):
-#
-# - compiled, the classes are native: `cls.__new__(cls)` and then plain stores, which mypyc
-#   turns into direct writes to the object's fields (the `type: ignore`s: the fields are
-#   read-only for everyone else, and stay so at run time: the dataclass's `__setattr__` still
-#   refuses changes from outside);
-# - interpreted, a builder is a plain class with the same slots: its fields are set with ordinary
-#   attribute stores, then the object becomes an instance of the frozen class in place (CPython
-#   allows `__class__` assignment between classes with identical slots).
-#
-# Either way the result is an ordinary frozen instance, equal to the one the dataclass
-# constructor builds (tests/unit/journeys/test_fastpaths.py); callers set every field.
+# of the engine's time on its hot path (a run per activity event, a decision per step fired).
+# Compiled by mypyc (`make install`; docs/simulate.md) the classes are native, and the hot path
+# builds them with `cls.__new__(cls)` and plain stores, which mypyc turns into direct writes (the
+# `type: ignore`s: the fields are read-only for everyone else, and stay so at run time). The
+# interpreted fallback calls the ordinary constructor. Classes mypyc never compiles but the hot
+# path builds anyway (`SendCommand`, `Event`) use `builder`/`become` below. Every way gives an
+# ordinary frozen instance, equal to the constructor's (tests/unit/journeys/test_fastpaths.py).
 def is_native(cls: type) -> bool:
     """True when `cls` was compiled by mypyc: a native class has no `__slots__` to swap into."""
     return "__slots__" not in cls.__dict__
@@ -111,9 +104,9 @@ NATIVE: Final = is_native(UserState)
 
 
 def builder(cls: type) -> Any:
-    """A plain class with the slots of frozen dataclass `cls` (see above); None when native."""
-    if is_native(cls):
-        return None
+    """A plain class with the slots of frozen (never compiled) dataclass `cls`: its fields are set
+    with ordinary attribute stores, then `become` makes the object a `cls` in place (CPython
+    allows `__class__` assignment between classes with identical slots)."""
     return type(f"{cls.__name__}Builder", (), {"__slots__": cls.__dict__["__slots__"]})
 
 
@@ -121,10 +114,6 @@ def become(obj: Any, cls: type[T]) -> T:
     """`obj`, a `builder(cls)` instance with every field set, turned into a `cls`."""
     object.__setattr__(obj, "__class__", cls)
     return cast(T, obj)
-
-
-_RunBuilder: Final = builder(Run)
-_TouchBuilder: Final = builder(Touch)
 
 
 def new_run(
@@ -147,15 +136,15 @@ def new_run(
         native.key = key  # type: ignore[misc]
         native.data = data  # type: ignore[misc]
         return native
-    run = _RunBuilder()
-    run.journey = journey
-    run.step = step
-    run.due = due
-    run.started = started
-    run.trigger_id = trigger_id
-    run.key = key
-    run.data = data
-    return become(run, Run)
+    return Run(
+        journey=journey,
+        step=step,
+        due=due,
+        started=started,
+        trigger_id=trigger_id,
+        key=key,
+        data=data,
+    )
 
 
 def new_touch(journey: str, step: str, variant: str | None, at: int, holdout: bool) -> Touch:
@@ -168,10 +157,4 @@ def new_touch(journey: str, step: str, variant: str | None, at: int, holdout: bo
         native.at = at  # type: ignore[misc]
         native.holdout = holdout  # type: ignore[misc]
         return native
-    touch = _TouchBuilder()
-    touch.journey = journey
-    touch.step = step
-    touch.variant = variant
-    touch.at = at
-    touch.holdout = holdout
-    return become(touch, Touch)
+    return Touch(journey=journey, step=step, variant=variant, at=at, holdout=holdout)
