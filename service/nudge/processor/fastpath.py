@@ -176,40 +176,48 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
     inbound = app.monitor.stream_inbound_time
     loop = asyncio.get_running_loop()
     await stream.maybe_start()
-    while not stream.should_stop:
-        items = [await get()]
-        deadline = loop.time() + within
-        while len(items) < max_:
-            if empty():
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    async with asyncio.timeout(remaining):
-                        items.append(await get())
-                except TimeoutError:
-                    break
-            else:
-                items.append(get_nowait())
-        events = []
-        generation = app.consumer_generation_id
-        active = flow_active()
-        for event in items:
-            message = event.message
-            if not active or message.generation_id != generation:
-                continue  # consumed before a rebalance: Faust's iterator drops it too
-            if message.topic in acking_topics and not message.tracked:
-                message.tracked = True
-                add_unacked(message)
-            events.append(event)
-        if not events:
-            continue
-        now = monotonic()
-        for event in events:
-            inbound[event.message.tp] = now
-        yield events
-        for event in events:
-            event.ack()
+    try:
+        while not stream.should_stop:
+            items = [await get()]
+            deadline = loop.time() + within
+            while len(items) < max_:
+                if empty():
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        async with asyncio.timeout(remaining):
+                            items.append(await get())
+                    except TimeoutError:
+                        break
+                else:
+                    items.append(get_nowait())
+            events = []
+            generation = app.consumer_generation_id
+            active = flow_active()
+            for event in items:
+                message = event.message
+                if not active or message.generation_id != generation:
+                    continue  # consumed before a rebalance: Faust's iterator drops it too
+                if message.topic in acking_topics and not message.tracked:
+                    message.tracked = True
+                    add_unacked(message)
+                events.append(event)
+            if not events:
+                continue
+            now = monotonic()
+            for event in events:
+                inbound[event.message.tp] = now
+            yield events
+            for event in events:
+                event.ack()
+    except StopAsyncIteration:
+        # Faust throws it into the channel's queue to stop an actor (a shutdown, a revoked
+        # isolated partition); its own iterator ends there, and so do the batches. Raised
+        # through an async generator it would become a RuntimeError and crash the agent.
+        return
+    finally:
+        stream.channel.on_stop_iteration()  # as Faust's iterator ends (isolated partitions)
 
 
 class RawSchema(faust.Schema[bytes, bytes]):
@@ -270,10 +278,17 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer with one `wait_first` per fetched batch instead of per record.
 
     `_drain_messages` is Faust's (faust-streaming 0.15.3, transport/consumer.py) with one change:
-    the loop over a fetch runs inside a single `wait_first(..., suspend_flow.wait())`. What a
-    rebalance sees is the same: Faust's `getmany` stops yielding once the flow is suspended, so
-    Faust too drops the rest of that fetch (and seeks back to the committed offsets when the flow
-    resumes); a delivery blocked on a full stream buffer is cancelled as before.
+    the delivery of a fetch's records runs inside a single `wait_first(..., suspend_flow.wait())`.
+    What a rebalance sees is the same: Faust's `getmany` stops yielding once the flow is
+    suspended, so Faust too drops the rest of that fetch (and seeks back to the committed offsets
+    when the flow resumes); a delivery blocked on a full stream buffer is cancelled as before.
+
+    The fetch itself stays outside that race, as in Faust. It runs in the consumer's thread, which
+    moves the partitions' positions past the records it returns whether or not anyone still waits
+    for them: a fetch cancelled by a rebalance loses them. One such fetch, still long-polling after
+    the recovery had seeked, took the changelog records the recovery waited for (the worker never
+    became ready); another took the first event a partition received after the rebalance, and the
+    commit of the later ones covered it (a lost order confirmation).
     """
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
@@ -289,9 +304,9 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         sleep = asyncio.sleep
 
-        async def deliver(fetched: Any) -> None:
+        async def deliver(fetched: list[tuple[Any, Any]]) -> None:
             since_yield = 0
-            async for tp, message in fetched:
+            for tp, message in fetched:
                 since_yield += 1
                 if since_yield > 100:
                     await sleep(0)
@@ -311,10 +326,15 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(CONSUMER_FETCHING)
-                fetched = getmany(timeout=1.0)
+                records = getmany(timeout=1.0)
                 await self.sleep(0)
                 if not self.should_stop:
-                    await self.wait_first(deliver(fetched), self.suspend_flow.wait())
+                    # Never cancelled by a rebalance (class docstring). Faust's getmany checks the
+                    # flow and the consumer generation as it yields, and seeks back to the
+                    # committed offsets itself if the flow stopped during the fetch.
+                    fetched = [pair async for pair in records]
+                    if fetched:
+                        await self.wait_first(deliver(fetched), self.suspend_flow.wait())
                 unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import faust
+from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
-from nudge.processor.fastpath import RawSchema, take_batches
+from nudge.processor.fastpath import BatchDrainConsumer, RawSchema, take_batches
 
 
 @dataclass(eq=False)
@@ -69,8 +73,9 @@ class FakeApp:
 class FakeStream:
     def __init__(self, app: FakeApp) -> None:
         self.app = app
-        self.queue: asyncio.Queue[FakeEvent] = asyncio.Queue()
+        self.queue = ThrowableQueue(flow_control=FlowControlEvent())  # a Faust channel queue
         self.should_stop = False
+        self.stopped_iterating = False
 
     @property
     def channel(self) -> Any:
@@ -78,6 +83,9 @@ class FakeStream:
 
     async def maybe_start(self) -> None:
         return None
+
+    def on_stop_iteration(self) -> None:
+        self.stopped_iterating = True
 
     def put(self, *messages: FakeMessage) -> list[FakeEvent]:
         events = [FakeEvent(m) for m in messages]
@@ -124,6 +132,27 @@ async def test_a_batch_interrupted_by_a_shutdown_stays_unacked() -> None:
     assert not event.message.acked
 
 
+async def test_a_stop_thrown_into_the_channel_ends_the_batches_without_a_crash() -> None:
+    """Faust stops an actor by throwing StopAsyncIteration into its channel's queue (SIGTERM):
+    the batches end as Faust's own iterator ends, where an async generator letting it through
+    would raise RuntimeError and crash the agent mid-shutdown."""
+    stream = FakeStream(FakeApp({"t"}))
+    (handled,) = stream.put(FakeMessage("t", 0))
+    seen: list[int] = []
+
+    async def agent() -> None:
+        async for batch in take_batches(stream, 10, within=0.01):
+            seen.extend(e.message.offset for e in batch)
+
+    running = asyncio.ensure_future(agent())
+    await asyncio.sleep(0.05)  # the agent handled its batch and waits for the next record
+    stream.queue._throw(StopAsyncIteration())
+    await asyncio.wait_for(running, 1.0)
+    assert seen == [0]
+    assert handled.message.acked
+    assert stream.stopped_iterating
+
+
 async def test_records_of_an_older_consumer_generation_or_a_suspended_flow_are_dropped() -> None:
     """As Faust's stream iterator: dropped untracked, never handed to the agent."""
     app = FakeApp({"t"}, consumer_generation_id=2)
@@ -161,3 +190,75 @@ async def test_raw_schema_hands_over_the_messages_own_key_and_value() -> None:
         message.key, message.value, message.headers = key, value, []  # type: ignore[attr-defined]
         event = await decode(message)
         assert (event.key, event.value, event.message) == (key, value, message)
+
+
+class DrainingConsumer:
+    """What `BatchDrainConsumer._drain_messages` reads of Faust's consumer. Its fetch stands for
+    the consumer thread's: it waits until released, and records whether it was cancelled."""
+
+    def __init__(self) -> None:
+        self._stopped = asyncio.Event()
+        self.suspend_flow = asyncio.Event()
+        self._read_offset: defaultdict[Any, int | None] = defaultdict(lambda: None)
+        self.diag = SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None)
+        self._commit_every = None
+        self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
+        self.should_stop = False
+        self.consumer_stopped_errors = ()
+        self.fetch_started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.waiting: list[FakeMessage] = []
+        self.fetches: list[str] = []
+        self.delivered: list[int] = []
+
+    async def callback(self, message: FakeMessage) -> None:
+        self.delivered.append(message.offset)
+
+    async def getmany(
+        self,
+        timeout: float,  # noqa: ASYNC109 (Faust's signature)
+    ) -> AsyncIterator[tuple[Any, FakeMessage]]:
+        self.fetch_started.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.fetches.append("cancelled")
+            raise
+        self.release.clear()
+        self.fetches.append("done")
+        fetched, self.waiting = self.waiting, []
+        for message in fetched:
+            yield message.tp, message
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def wait_first(self, *coros: Awaitable[Any]) -> None:  # mode's, without its results
+        futures = [asyncio.ensure_future(c) for c in coros]
+        try:
+            await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+async def test_a_rebalance_never_cancels_a_fetch_in_flight() -> None:
+    """The consumer thread moves a partition's position past the records it fetched, so a fetch
+    cancelled when a rebalance stops the flow would lose them: it runs to the end, and its records
+    are delivered once the flow resumes."""
+    consumer = DrainingConsumer()
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+    drain = asyncio.ensure_future(BatchDrainConsumer._drain_messages(consumer, fetcher))  # type: ignore[arg-type]
+    await asyncio.wait_for(consumer.fetch_started.wait(), 1.0)
+    consumer.suspend_flow.set()  # a rebalance starts while the fetch waits for records
+    await asyncio.sleep(0.05)
+    assert consumer.fetches == []
+    consumer.suspend_flow.clear()
+    consumer.waiting = [FakeMessage("t", 4)]
+    consumer.release.set()
+    await asyncio.sleep(0.05)
+    assert consumer.fetches == ["done"]
+    assert consumer.delivered == [4]
+    consumer._stopped.set()
+    consumer.release.set()
+    await asyncio.wait_for(drain, 1.0)
