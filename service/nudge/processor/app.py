@@ -164,10 +164,14 @@ def create_processor(
     planner = TickPlanner(resend_after=max(5.0, 10 * options.tick_interval))
     store: StateStore
     sink: Sink
-    direct = settings.processing_guarantee == "at_least_once" and options.store.startswith(
-        "rocksdb"
+    # The batch paths write RocksDB and the changelog themselves: at-least-once with RocksDB only
+    # (exactly-once needs every record on Faust's transactional path).
+    batch_paths = (
+        not faust_paths
+        and settings.processing_guarantee == "at_least_once"
+        and options.store.startswith("rocksdb")
     )
-    if direct and not faust_paths:
+    if batch_paths:
         store, sink = (
             DirectTableStore(table, app, on_failure=_stop_on_changelog_failure),
             DirectSink(app),
@@ -196,7 +200,7 @@ def create_processor(
     )
 
     async def handle(stream: Any) -> None:
-        if direct and not faust_paths:
+        if batch_paths:
             batches = take_batches(stream, options.batch_size, options.batch_wait)
         else:
             batches = stream.take_events(options.batch_size, within=options.batch_wait)
