@@ -48,6 +48,7 @@ def schedule(
 
 @dataclass
 class Settings:
+    processors: tuple[str, ...] = ("processor",)  # the workers of the processor group
     smtp_down_seconds: float = 30.0
     flaky_seconds: float = 20.0
     flaky_451_ratio: float = 0.2
@@ -73,8 +74,10 @@ class Injector:
         self.settings = settings
         self.say = say
         self.faults: list[Fault] = []
-        self.recovery: dict[str, list[float]] = {"processor": [], "sender": []}
-        self.locks = {"processor": asyncio.Lock(), "sender": asyncio.Lock()}
+        self.services = (*settings.processors, "sender")
+        self.recovery: dict[str, list[float]] = {name: [] for name in self.services}
+        self.locks = {name: asyncio.Lock() for name in self.services}
+        self.kills = 0
 
     async def run(self, plan: list[Planned]) -> None:
         for planned in plan:
@@ -97,7 +100,12 @@ class Injector:
             )
 
     async def kill_processor(self) -> None:
-        await self._crash("processor")
+        # With several workers, the kills take them in turn: each kill hands the victim's
+        # partitions to the others, and its restart takes some back (two rebalances).
+        workers = self.settings.processors
+        victim = workers[self.kills % len(workers)]
+        self.kills += 1
+        await self._crash(victim)
 
     async def kill_sender(self) -> None:
         await self._crash("sender")
@@ -137,7 +145,7 @@ class Injector:
         """Restart a service that exited without being told to; record it as a fault."""
         while True:
             await asyncio.sleep(0.5)
-            for name in ("processor", "sender"):
+            for name in self.services:
                 lock = self.locks[name]
                 if lock.locked():
                     continue

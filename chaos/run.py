@@ -3,9 +3,11 @@
 1. Generate the log (`workload`) and the journeys file the run uses; compute the fault-free run
    of that log with `nudge simulate`'s engine (same code as the processor, virtual clock).
 2. Start a private broker (full preset; so it can be restarted), an in-process SMTP sink that
-   records keys and acceptance times, and the processor and sender as real processes.
-3. Publish the log at a steady rate while the injector SIGKILLs and restarts processor and
-   sender, takes the SMTP server down, makes it answer 451/421, and restarts the broker.
+   records keys and acceptance times, and the processor workers (two in the full preset, one
+   consumer group) and the sender as real processes.
+3. Publish the log at a steady rate while the injector SIGKILLs and restarts processor workers
+   (in turn) and the sender, takes the SMTP server down, makes it answer 451/421, and restarts
+   the broker.
 4. Wait (bounded) until every expected mail arrived, let late duplicates land, read the
    send-commands and dead-letter topics, and judge (`verdict`). Prints one verdict line;
    exit 0 only on PASS. Results: results/chaos.json (or --results).
@@ -59,6 +61,7 @@ class Plan:
     seed: int = 8
     delay_scale: float = 0.001
     partitions: int = 4
+    processors: int = 1  # processor workers in one consumer group
     processor_kills: int = 3
     sender_kills: int = 3
     smtp_down: bool = True
@@ -77,14 +80,18 @@ class Plan:
 PRESETS = {
     # Issue 8: 100,000 events for 20,000 users; 3+3 SIGKILLs, SMTP down 30 s, 451/421 for a
     # while, one broker restart (a private broker on 19092), 1 % malformed + hostile records.
-    "full": Plan(users=20_000, events=100_000, rate=500.0),
-    # The slice inside `make test`: small, quick, on the shared broker, no broker restart.
+    # Two processor workers share the partitions, as a scaled-out deployment does: every kill
+    # and restart is a rebalance, with the other worker recovering the victim's state.
+    "full": Plan(users=20_000, events=100_000, rate=500.0, processors=2),
+    # The slice inside `make test`: small, quick, on the shared broker, no broker restart; two
+    # workers too, so that every CI run kills one mid-stream and rebalances.
     "small": Plan(
         users=400,
         events=2_000,
         rate=100.0,
         delay_scale=0.0002,
         partitions=2,
+        processors=2,
         processor_kills=1,
         sender_kills=1,
         smtp_down=False,
@@ -196,9 +203,12 @@ async def execute(
             topic_partitions=plan.partitions,
         )
         await ensure_topics(settings)
-        for name in ("processor", "sender"):
-            stack.start(name)
-        for name in ("processor", "sender"):
+        processors = processor_names(plan.processors)
+        for name in processors:
+            stack.start(name, command="processor")
+        stack.start("sender")
+        services = (*processors, "sender")
+        for name in services:
             took = await stack.wait_ready(name, 180)
             say(f"{name} ready in {took:.1f} s")
 
@@ -210,6 +220,7 @@ async def execute(
             publisher,
             broker,
             faults_mod.Settings(
+                processors=processors,
                 smtp_down_seconds=plan.smtp_down_seconds,
                 flaky_seconds=plan.flaky_seconds,
                 flaky_451_ratio=plan.flaky_451_ratio,
@@ -262,7 +273,7 @@ async def execute(
             await asyncio.sleep(0.5)
         complete_at = time.time() - started
         await asyncio.sleep(min(plan.settle_seconds, max(0.0, deadline - time.monotonic())))
-        ready = {name: await stack.ready(name) for name in ("processor", "sender")}
+        ready = {name: await stack.ready(name) for name in services}
         tasks[2].cancel()  # the supervisor: a service stopped from here on is not a fault
 
         commands = await read_topic(bootstrap, topics.send_commands)
@@ -330,6 +341,11 @@ async def interruptible(run: Any) -> Verdict:
     return result
 
 
+def processor_names(count: int) -> tuple[str, ...]:
+    """The processor workers' service names: `processor`, then `processor-2`, `processor-3`…"""
+    return ("processor", *(f"processor-{n}" for n in range(2, count + 1)))
+
+
 def ambiguous_reported(log: Path) -> list[int]:
     """The sender's own count of keys left `sending` by a crash, at each start that had any."""
     counts = []
@@ -359,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, help="override the preset's events per second")
     parser.add_argument("--seed", type=int, help="override the preset's seed")
     parser.add_argument(
+        "--processors", type=int, help="override the preset's number of processor workers"
+    )
+    parser.add_argument(
         "--no-faults",
         action="store_true",
         help="the same run without any fault: shows the real stack matches the simulation",
@@ -367,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="logs and state (default .cache/chaos/…)")
     args = parser.parse_args(argv)
     plan = PRESETS[args.preset]
-    overrides = {k: getattr(args, k) for k in ("events", "users", "rate", "seed")}
+    overrides = {k: getattr(args, k) for k in ("events", "users", "rate", "seed", "processors")}
     plan = replace(plan, **{k: v for k, v in overrides.items() if v is not None})
     if args.no_faults:
         plan = replace(
