@@ -376,15 +376,34 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+def timer_delay(users: int, rate_hint: float) -> float:
+    """Seconds from the cart events' time to the reminders' due time: long enough to publish and
+    ingest every user first, with a margin, and no longer (the burst waits for it). A new user
+    costs more than an average event (a new state, a contact-policy record): 1,000,000 were
+    ingested at 0.69 of the throughput figure (docs/processor.md); budget half, plus half again."""
+    ingest_estimate = users / max(rate_hint / 2, 100.0)
+    return 30 + 1.5 * ingest_estimate
+
+
+def last_throughput(path: Path) -> float | None:
+    """The worker's events/s from an earlier run's results on this machine, if any."""
+    try:
+        figure = json.loads(path.read_text())["throughput"]["nudge_events_per_second"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(figure) if isinstance(figure, int | float) and figure > 0 else None
+
+
 def timers_and_recovery(
-    users: int, partitions: int, rate_hint: float, tmp: Path, profile: Path | None = None
+    users: int,
+    partitions: int,
+    delay_s: float,
+    tmp: Path,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     settings = settings_for(f"bench-{uuid.uuid4().hex[:8]}.", partitions)
-    # Every cart event carries the same event time T0: every reminder is due at T0 + delay.
-    # The delay (60 min x scale) must outlast publishing and ingesting all users.
-    # New users cost several times an average event (new state, a contact-policy record each).
-    ingest_estimate = users / max(rate_hint / 4, 100.0)
-    delay_s = 30 + 1.5 * ingest_estimate
+    # Every cart event carries the same event time T0: every reminder is due at T0 + delay
+    # (60 min x scale), which must outlast publishing and ingesting all users (`timer_delay`).
     scale = delay_s / 3600
     t0 = datetime.now(UTC)
     due = t0 + timedelta(seconds=delay_s)
@@ -572,6 +591,13 @@ def main() -> int:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-timers", action="store_true")
     parser.add_argument(
+        "--timer-delay",
+        type=float,
+        default=None,
+        help="seconds from the cart events to the reminders' due time (default: from the "
+        "throughput measured in this run, or in results/processor.json with --skip-throughput)",
+    )
+    parser.add_argument(
         "--crash-users",
         type=int,
         default=3_000,
@@ -610,7 +636,7 @@ def main() -> int:
         "partitions": args.partitions,
         "logs": str(tmp),
     }
-    rate_hint = 3000.0
+    rate_hint = last_throughput(ROOT / "results" / "processor.json") or 3000.0
     if not args.skip_throughput:
         plan = Plan(
             users=max(1, args.events // 12),
@@ -632,8 +658,9 @@ def main() -> int:
     if not args.skip_timers:
         print(f"timers: {args.timer_users:,} users with one reminder each, all due at once")
         profile = args.profile.with_suffix(".timers.txt") if args.profile else None
+        delay = args.timer_delay or timer_delay(args.timer_users, rate_hint)
         results["timers"] = timers_and_recovery(
-            args.timer_users, args.partitions, rate_hint, tmp, profile
+            args.timer_users, args.partitions, delay, tmp, profile
         )
         print(json.dumps(results["timers"], indent=2))
     if args.crash_users:
