@@ -13,7 +13,7 @@ update them (`make check-deploy` checks the rules, tests/unit/test_metrics.py th
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Set
+from collections.abc import Awaitable, Callable, Mapping, Set
 from typing import Protocol, TypeVar
 
 from prometheus_client import (
@@ -39,6 +39,12 @@ NO_VARIANT = "none"
 # Every process ------------------------------------------------------------------------------
 BUILD_INFO = Info(
     "nudge_build", "Version of Nudge running in this process, and which service it is."
+)
+
+READY = Gauge(
+    "nudge_ready",
+    "1 while the process would answer /readyz with 200 (joined, recovered, not rebalancing).",
+    ["service"],
 )
 
 # Processor -----------------------------------------------------------------------------------
@@ -236,6 +242,20 @@ async def sample_consumer_lag(service: str, consumer: LagSource[TP]) -> None:
 def describe_process(service: str) -> None:
     """Set `nudge_build_info{service, version}`; each entry point calls it once at start."""
     BUILD_INFO.info({"service": service, "version": __version__})
+
+
+def report_readiness(service: str, ready: Callable[[], bool]) -> None:
+    """`nudge_ready{service}` from `ready` at every scrape, so that a process stuck not ready (a
+    recovery that makes no progress, a group it cannot join) shows, and alerts, however quiet
+    its traffic. A `ready` that raises counts as not ready: the scrape must not fail."""
+
+    def sample() -> float:
+        try:
+            return 1.0 if ready() else 0.0
+        except Exception:
+            return 0.0
+
+    READY.labels(service).set_function(sample)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -97,6 +97,31 @@ def test_build_info_names_service_and_version() -> None:
     assert re.search(r'^nudge_build_info\{service="sender",version="[^"]+"\} 1\.0$', text, re.M)
 
 
+def test_readiness_is_sampled_at_every_scrape_and_a_failing_check_reads_not_ready() -> None:
+    """`nudge_ready` follows the process's readiness check at scrape time (a worker stuck in a
+    recovery alerts however quiet its traffic), and a check that raises does not break /metrics."""
+    state: dict[str, object] = {"ready": False}
+
+    def ready() -> bool:
+        if isinstance(state["ready"], Exception):
+            raise state["ready"]
+        return bool(state["ready"])
+
+    def scraped() -> str:
+        text = metrics.exposition()[0].decode()
+        found = re.search(r'^nudge_ready\{service="probe"\} (\S+)$', text, re.M)
+        assert found, text
+        return found.group(1)
+
+    metrics.report_readiness("probe", ready)
+    assert scraped() == "0.0"
+    state["ready"] = True
+    assert scraped() == "1.0"
+    state["ready"] = RuntimeError("the tables are not built yet")
+    assert scraped() == "0.0"
+    metrics.READY.remove("probe")
+
+
 def test_promtool_check_metrics_is_clean() -> None:
     """`promtool check metrics` finds nothing to complain about in the full exposition."""
     tool = promtool()

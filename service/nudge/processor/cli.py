@@ -111,6 +111,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     processor = create_processor(settings, engine=engine, codec=codec, options=options)
+    metrics.report_readiness("processor", processor.ready)
     web = WebServer(
         host=options.web_host,
         port=settings.processor_web_port,

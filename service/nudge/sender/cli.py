@@ -61,6 +61,7 @@ async def run(settings: Settings, *, http_port: int, http_host: str = "127.0.0.1
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     service = SenderService(settings, mailer=make_pool(settings))
+    metrics.report_readiness("sender", lambda: service.ready)
     runner = await _start_http(service, http_host, http_port) if http_port else None
     log.info(
         "sender.starting",

@@ -82,7 +82,8 @@ def test_bad_events_are_dead_lettered_and_the_stream_keeps_going(full_stack: Sta
 
 
 def test_live_metrics_of_processor_and_sender_pass_promtool(full_stack: Stack) -> None:
-    """A scrape of the running services, after real traffic, is clean under promtool."""
+    """A scrape of the running services, after real traffic, is clean under promtool, and says
+    that both are ready."""
     settings = full_stack.settings
     lines = [order(f"e-m{n}", f"u-m{n}", f"m{n}@example.com", "ja") for n in range(5)]
     asyncio.run(publish(settings, [*lines, b"{broken"]))
@@ -96,3 +97,5 @@ def test_live_metrics_of_processor_and_sender_pass_promtool(full_stack: Stack) -
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("processor", "sender"):  # ready, and saying so where an alert can see it
+        assert full_stack[name].metric("nudge_ready", service=name) == 1.0
