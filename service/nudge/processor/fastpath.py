@@ -195,6 +195,7 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
             events = []
             generation = app.consumer_generation_id
             active = flow_active()
+            now = monotonic()
             for event in items:
                 message = event.message
                 if not active or message.generation_id != generation:
@@ -202,12 +203,10 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
                 if message.topic in acking_topics and not message.tracked:
                     message.tracked = True
                     add_unacked(message)
+                inbound[message.tp] = now
                 events.append(event)
             if not events:
                 continue
-            now = monotonic()
-            for event in events:
-                inbound[event.message.tp] = now
             yield events
             for event in events:
                 event.ack()
