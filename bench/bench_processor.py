@@ -621,6 +621,8 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "processor.json")
     args = parser.parse_args()
+    if args.timer_delay is not None and args.timer_delay <= 0:
+        parser.error(f"--timer-delay must be a positive number of seconds (got {args.timer_delay})")
     WORKER_ARGS.extend(args.worker_args.split())
     tmp = Path(tempfile.mkdtemp(prefix="nudge-bench-processor-"))
     results: dict[str, Any] = {

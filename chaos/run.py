@@ -385,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "results" / "chaos.json")
     parser.add_argument("--workdir", type=Path, help="logs and state (default .cache/chaos/…)")
     args = parser.parse_args(argv)
+    if args.processors is not None and args.processors < 1:
+        parser.error(f"--processors must be at least 1 (got {args.processors})")
     plan = PRESETS[args.preset]
     overrides = {k: getattr(args, k) for k in ("events", "users", "rate", "seed", "processors")}
     plan = replace(plan, **{k: v for k, v in overrides.items() if v is not None})
