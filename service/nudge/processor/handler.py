@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -204,7 +204,7 @@ class RecordHandler:
         partition = record.partition
         self.planner.done(partition)
         if not self.index.loaded(partition):
-            await self.rebuild_index()
+            await self.rebuild_index(unstored=batch)
         now = self.clock.now()
         now_s = to_seconds(now)
         due = self.index.pop_due(partition, now_s, self.config.fire_limit)
@@ -233,8 +233,13 @@ class RecordHandler:
             self._apply(record, user_id, raw, outcome, batch)
         metrics.PENDING_TIMERS.labels(str(partition)).set(self.index.pending(partition))
 
-    async def rebuild_index(self) -> None:
-        """Reload the due index of every assigned partition from the state table."""
+    async def rebuild_index(self, unstored: Batch | None = None) -> None:
+        """Reload the due index of every assigned partition from the state table.
+
+        `unstored` is the batch being decided: its states are newer than the table's (a user
+        decided just before the tick that loads their partition would otherwise keep the
+        wake-up the table had, and miss the new one).
+        """
         generation = self.index.generation
         wanted = self.assigned()
         self.index.forget(keep=wanted)
@@ -242,7 +247,8 @@ class RecordHandler:
         counts = dict.fromkeys(missing, 0)
         started = time.perf_counter()
         found: list[tuple[str, float | None, int]] = []
-        for n, (key, value) in enumerate(self.store.entries()):
+        newer = {} if unstored is None else {k: v for k, (_r, v) in unstored.writes.items()}
+        for n, (key, value) in enumerate(self._entries(newer)):
             wake_at, partition = peek(value)
             if partition in counts:
                 counts[partition] += 1
@@ -267,6 +273,15 @@ class RecordHandler:
         )
 
     # -- helpers -------------------------------------------------------------------------------
+    def _entries(self, newer: dict[bytes, bytes | None]) -> Iterator[tuple[bytes, bytes]]:
+        """The table's entries with `newer` values (None: deleted) in place of the stored ones."""
+        for key, value in self.store.entries():
+            if key not in newer:
+                yield key, value
+        for key, pending in newer.items():
+            if pending is not None:
+                yield key, pending
+
     async def _send(self, batch: Batch) -> None:
         if batch.sent < len(batch.outputs):
             batch.acks.append(await self.sink.send(batch.outputs[batch.sent :]))

@@ -127,26 +127,42 @@ class Rig:
     planner: TickPlanner
     offsets: dict[str, int] = field(default_factory=dict)
 
-    async def feed(
+    def record(
         self, topic: str, value: bytes | None, *, key: bytes | None = None, partition: int = 0
     ) -> Record:
+        """The next record of `topic` (not handled yet)."""
         offset = self.offsets.get(topic, 0)
         self.offsets[topic] = offset + 1
-        record = Record(topic=topic, partition=partition, offset=offset, key=key, value=value)
-        await self.handler.handle(record)
-        return record
+        return Record(topic=topic, partition=partition, offset=offset, key=key, value=value)
 
-    async def event(self, partition: int = 0, **fields: Any) -> Record:
+    def event_record(self, partition: int = 0, **fields: Any) -> Record:
         data = {
             "event_id": f"e-{len(self.sink.outputs)}-{self.offsets.get(TOPICS.events, 0)}",
             "occurred_at": self.clock.now().isoformat(),
             **fields,
         }
         key = str(data["user_id"]).encode()
-        return await self.feed(TOPICS.events, orjson.dumps(data), key=key, partition=partition)
+        return self.record(TOPICS.events, orjson.dumps(data), key=key, partition=partition)
+
+    def tick_record(self, partition: int = 0) -> Record:
+        return self.record(TOPICS.internal("ticks"), b"", partition=partition)
+
+    async def feed(
+        self, topic: str, value: bytes | None, *, key: bytes | None = None, partition: int = 0
+    ) -> Record:
+        record = self.record(topic, value, key=key, partition=partition)
+        await self.handler.handle(record)
+        return record
+
+    async def event(self, partition: int = 0, **fields: Any) -> Record:
+        record = self.event_record(partition, **fields)
+        await self.handler.handle(record)
+        return record
 
     async def tick(self, partition: int = 0) -> Record:
-        return await self.feed(TOPICS.internal("ticks"), b"", partition=partition)
+        record = self.tick_record(partition)
+        await self.handler.handle(record)
+        return record
 
     def commands(self) -> list[dict[str, Any]]:
         return [orjson.loads(out.value) for out in self.sink.on(TOPICS.send_commands)]

@@ -276,3 +276,17 @@ async def test_a_batch_is_decided_at_one_now_and_after_a_tick_at_a_later_one(rig
     first, second, third = (c["created_at"] for c in rig.commands())
     assert first == second
     assert third > second
+
+
+async def test_a_user_decided_just_before_the_tick_that_loads_their_partition_keeps_the_timer(
+    rig: Rig,
+) -> None:
+    """After a rebalance the first tick loads a partition's due index from the table. A cart
+    added earlier in the same batch is not stored yet: the index takes its new wake-up from the
+    batch, not the table's older state, and the reminder fires."""
+    add = rig.event_record(type="cart.item_added", user_id="u-40", properties=CART)
+    await rig.handler.handle_batch([add, rig.tick_record()])
+    assert rig.index.pending(0) == 1
+    rig.clock.advance(minutes=2)
+    await rig.tick()
+    assert [(c["user_id"], c["step"]) for c in rig.commands()] == [("u-40", "reminder_1")]
