@@ -7,12 +7,20 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import faust
+import pytest
+from faust.types import TP
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
-from nudge.processor.fastpath import BatchDrainConsumer, RawSchema, take_batches
+from nudge.processor.fastpath import (
+    BUFFERED_FETCH_WAIT,
+    BatchDrainConsumer,
+    FastApp,
+    RawSchema,
+    take_batches,
+)
 
 
 @dataclass(eq=False)
@@ -262,3 +270,66 @@ async def test_a_rebalance_never_cancels_a_fetch_in_flight() -> None:
     consumer._stopped.set()
     consumer.release.set()
     await asyncio.wait_for(drain, 1.0)
+
+
+class FetchingConsumer:
+    """A real `BatchDrainConsumer` (no broker is contacted) whose consumer-thread fetch records
+    the timeout it was given and returns nothing, as a fetch of partitions without records."""
+
+    def __init__(self) -> None:
+        app = FastApp("fetch-test", broker="kafka://127.0.0.1:1", autodiscover=False)
+        self.consumer = cast(BatchDrainConsumer, app.consumer)
+        self.timeouts: list[float] = []
+        self.consumer._getmany = self._getmany  # type: ignore[method-assign]
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> dict[Any, Any]:  # noqa: ASYNC109
+        self.timeouts.append(timeout)
+        return {}
+
+    def close(self) -> None:
+        self.consumer._thread.thread_loop.close()  # made by the (never started) consumer thread
+
+
+@pytest.fixture
+async def fetching() -> AsyncIterator[FetchingConsumer]:
+    consumer = FetchingConsumer()  # inside the test's loop: the consumer's waits use its loop
+    yield consumer
+    consumer.close()
+
+
+EVENTS_0, TICKS_0 = TP("events", 0), TP("ticks", 0)
+
+
+async def test_a_fetch_while_a_full_buffer_sets_partitions_aside_waits_only_briefly(
+    fetching: FetchingConsumer,
+) -> None:
+    """With the events' partitions set aside (their stream's buffer is full), a fetch asks only
+    for the rest (ticks: nothing to read). Faust lets it wait its whole second; the events'
+    partitions, resumed a moment later, would wait with it."""
+    consumer = fetching.consumer
+    consumer._set_active_tps({EVENTS_0, TICKS_0})
+    await consumer._wait_next_records(1.0)
+    consumer.on_buffer_full(EVENTS_0)
+    await consumer._wait_next_records(1.0)
+    assert fetching.timeouts == [1.0, BUFFERED_FETCH_WAIT]
+    consumer.on_buffer_drop(EVENTS_0)
+    await consumer._wait_next_records(1.0)
+    assert fetching.timeouts[-1] == 1.0
+
+
+async def test_with_every_partition_set_aside_fetching_resumes_when_a_buffer_drains(
+    fetching: FetchingConsumer,
+) -> None:
+    """Faust sleeps a second when no partition is left to fetch; here the fetch loop goes on as
+    soon as the agent has made room in a buffer."""
+    consumer = fetching.consumer
+    consumer._set_active_tps({EVENTS_0})
+    consumer.on_buffer_full(EVENTS_0)
+    waiting = asyncio.ensure_future(consumer._wait_next_records(1.0))
+    await asyncio.sleep(0.02)
+    assert not waiting.done()
+    consumer.on_buffer_drop(EVENTS_0)
+    records, _active = await asyncio.wait_for(waiting, 0.2)
+    assert (records, fetching.timeouts) == ({}, [])
+    await consumer._wait_next_records(1.0)
+    assert fetching.timeouts == [1.0]
