@@ -12,7 +12,8 @@ fsync — a sink that syncs every mail measures the disk):
 Results go to results/sender.json and a table on stdout; docs/sender.md quotes them.
 Usage: python bench/bench_sender.py [--mails 5000] [--ceiling-mails 3000] [--naive-mails 300]
        [--baseline DIR/service] (the same run with another tree's sender: before/after)
-       [--rounds N] (with --baseline: N runs of each, alternating order; medians reported)
+       [--rounds 3] (N runs of each sender, alternating order, each between two ceiling
+       measurements; the run with the median ratio to its ceilings is reported)
        [--parts] (in-process CPU per call: flattened vs Jinja rendering, pool vs aiosmtplib)
        [--profile FILE] (the sender under cProfile)
 """
@@ -298,9 +299,10 @@ async def parts(args: argparse.Namespace) -> dict[str, object]:
 
 
 def median_run(runs: list[dict[str, float | None]]) -> dict[str, float | None]:
-    """The run with the median mails/s (the lower middle one of an even number), plus the
-    median CPU per mail over all runs (the figure least disturbed by the neighbours)."""
-    ordered = sorted(runs, key=lambda run: float(run["mails_per_second"] or 0))
+    """The run with the median ratio to the ceilings measured around it (the lower middle one of
+    an even number), plus the median CPU per mail over all runs (the figure least disturbed by
+    the neighbours)."""
+    ordered = sorted(runs, key=lambda run: float(run["vs_ceiling"] or 0))
     chosen = dict(ordered[(len(ordered) - 1) // 2])
     if len(runs) > 1:
         chosen["median_sender_cpu_ms_per_mail"] = statistics.median(
@@ -331,22 +333,23 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             command(0, "ceiling"), settings=settings, renderer=Renderer(), now=datetime.now(UTC)
         ).raw
         print(f"sink on 127.0.0.1:{port}, maildir {maildir}; message size {len(raw)} bytes")
-        before = await ceiling(port, raw, args.ceiling_mails, args.connections, sink.pid)
-        ceiling_rate = before["mails_per_second"]
+        first = await ceiling(port, raw, args.ceiling_mails, args.connections, sink.pid)
         print(
-            f"ceiling (raw client, {args.connections} connections): {ceiling_rate:,.0f} mails/s; "
-            f"CPU per mail: client {before['raw_client_cpu_ms_per_mail']} ms, "
-            f"sink {before['sink_cpu_ms_per_mail']} ms"
+            f"ceiling (raw client, {args.connections} connections): "
+            f"{first['mails_per_second']:,.0f} mails/s; "
+            f"CPU per mail: client {first['raw_client_cpu_ms_per_mail']} ms, "
+            f"sink {first['sink_cpu_ms_per_mail']} ms"
         )
         naive_rate = await naive(port, settings, args.naive_mails)
         print(f"naive loop (one connection per mail): {naive_rate:,.0f} mails/s")
+        ceilings = [float(first["mails_per_second"])]
         runs: list[dict[str, float | None]] = []
         baselines: list[dict[str, float | None]] = []
-        rounds = max(1, args.rounds) if args.baseline is not None else 1
-        for round_ in range(rounds):
+        for round_ in range(max(1, args.rounds)):
             # Same sink, fresh topics for every phase. With --baseline, the order alternates
             # (AB, BA, AB, …): whichever runs second meets different neighbours on a shared host.
             order = ("nudge", "baseline") if round_ % 2 == 0 else ("baseline", "nudge")
+            done: list[dict[str, float | None]] = []
             for which in order:
                 if which == "baseline" and args.baseline is None:
                     continue
@@ -357,6 +360,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     source=args.baseline if which == "baseline" else None,
                 )  # fmt: skip
                 (runs if which == "nudge" else baselines).append(outcome)
+                done.append(outcome)
                 label = "nudge sender (one process)" if which == "nudge" else (
                     f"baseline sender ({args.baseline})"
                 )  # fmt: skip
@@ -366,12 +370,20 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     f"startup {outcome['startup_seconds']} s); "
                     f"sender CPU per mail {outcome['sender_cpu_ms_per_mail']} ms"
                 )
+            # The machine may be shared: every round is compared with the mean of the ceilings
+            # measured just before and just after it.
+            after = await ceiling(port, raw, args.ceiling_mails, args.connections, sink.pid)
+            ceilings.append(float(after["mails_per_second"]))
+            around = (ceilings[-2] + ceilings[-1]) / 2
+            for outcome in done:
+                outcome["ceiling_around"] = round(around, 1)
+                outcome["vs_ceiling"] = round(float(outcome["mails_per_second"] or 0) / around, 2)
+            print(
+                f"ceiling again: {ceilings[-1]:,.0f} mails/s; round {round_ + 1}: nudge / ceiling "
+                + ", ".join(f"{outcome['vs_ceiling']}" for outcome in done)
+            )
         result = median_run(runs)
         baseline = median_run(baselines) if baselines else None
-        # The machine may be shared: measure the ceiling again after, and compare with the mean.
-        after = await ceiling(port, raw, args.ceiling_mails, args.connections, sink.pid)
-        ceiling_after = after["mails_per_second"]
-        print(f"ceiling again, after: {ceiling_after:,.0f} mails/s")
     finally:
         sink.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -390,25 +402,20 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "smtp_connections": args.connections,
         "message_bytes": len(raw),
         "load_average_1m_before_after": [load_before, round(os.getloadavg()[0], 2)],
-        "ceiling_mails_per_second_before_after": [round(ceiling_rate, 1), round(ceiling_after, 1)],
-        "ceiling_mails_per_second": round((ceiling_rate + ceiling_after) / 2, 1),
+        "ceilings_mails_per_second": [round(c, 1) for c in ceilings],
+        # Around the median round: its mails/s over this is `nudge_vs_ceiling`.
+        "ceiling_mails_per_second": result["ceiling_around"],
         "ceiling_cpu_ms_per_mail": {
-            "raw_client": before["raw_client_cpu_ms_per_mail"],
-            "sink": before["sink_cpu_ms_per_mail"],
+            "raw_client": first["raw_client_cpu_ms_per_mail"],
+            "sink": first["sink_cpu_ms_per_mail"],
         },
         "naive_mails_per_second": round(naive_rate, 1),
         "nudge": result,
         "baseline": None if baseline is None else {"source": str(args.baseline), **baseline},
         "rounds": {"nudge": runs, "baseline": baselines},
         "nudge_vs_naive": round(float(result["mails_per_second"] or 0) / naive_rate, 1),
-        "nudge_vs_ceiling": round(
-            float(result["mails_per_second"] or 0) / ((ceiling_rate + ceiling_after) / 2), 2
-        ),
-        "baseline_vs_ceiling": None
-        if baseline is None
-        else round(
-            float(baseline["mails_per_second"] or 0) / ((ceiling_rate + ceiling_after) / 2), 2
-        ),
+        "nudge_vs_ceiling": result["vs_ceiling"],
+        "baseline_vs_ceiling": None if baseline is None else baseline["vs_ceiling"],
     }
 
 
@@ -428,9 +435,10 @@ def main() -> int:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=1,
-        help="with --baseline: run both senders this many times each, alternating which goes "
-        "first, and report the median run of each (noisy shared machines)",
+        default=3,
+        help="run the sender (and --baseline's) this many times, the ceiling measured again "
+        "after each round; each run is compared with the ceilings just before and after it, "
+        "and the run with the median ratio is reported (noisy shared machines)",
     )
     parser.add_argument(
         "--parts",
