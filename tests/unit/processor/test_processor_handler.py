@@ -290,3 +290,19 @@ async def test_a_user_decided_just_before_the_tick_that_loads_their_partition_ke
     rig.clock.advance(minutes=2)
     await rig.tick()
     assert [(c["user_id"], c["step"]) for c in rig.commands()] == [("u-40", "reminder_1")]
+
+
+async def test_a_user_deleted_just_before_the_tick_that_loads_their_partition_gets_no_timer(
+    rig: Rig,
+) -> None:
+    """The same batch's deletion counts too: the table still holds the user's pending reminder,
+    and the index loaded by the tick must not bring it back."""
+    await rig.event(type="cart.item_added", user_id="u-41", properties=CART)
+    restarted = rig.with_handler()  # a new worker: nothing loaded, the reminder in the table
+    deleted = restarted.event_record(type="user.deleted", user_id="u-41")
+    await restarted.handler.handle_batch([deleted, restarted.tick_record()])
+    assert restarted.index.pending(0) == 0
+    restarted.clock.advance(minutes=2)
+    await restarted.tick()
+    assert restarted.commands() == []
+    assert b"u-41" not in restarted.store.data
