@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -42,6 +43,7 @@ from nudge.processor.ports import (
     StateStore,
     SystemClock,
 )
+from nudge.processor.recovery_watch import RecoveryWatch
 from nudge.processor.timers import DueIndex, TickPlanner
 from nudge.settings import Settings
 from nudge.topics import Topics
@@ -61,6 +63,9 @@ class ProcessorOptions:
     web_host: str = "127.0.0.1"
     store: str = "rocksdb://"
     fire_limit: int = 5_000  # users fired per tick and partition
+    # seconds a table recovery may read nothing while records remain before /livez says 503
+    # (recovery_watch.py); 0 turns the watch off
+    recovery_stall_limit: float = 120.0
     batch_size: int = 500  # records decided per acknowledgement round trip
     batch_wait: float = 0.05  # seconds the stream waits to fill a batch
     # Faust's own per-record paths (table writes, producing, consumer, decoding, batching,
@@ -79,6 +84,7 @@ class Processor:
     topics: Topics
     settings: Settings
     options: ProcessorOptions
+    watch: RecoveryWatch
 
     def assigned(self) -> set[int]:
         """Partitions of the events topic this worker is active for."""
@@ -87,6 +93,11 @@ class Processor:
     def detail(self) -> str:
         """What /readyz adds: the partitions this worker is active for."""
         return "partitions: " + ",".join(str(p) for p in sorted(self.assigned()))
+
+    def alive(self) -> bool:
+        """False once a table recovery has read nothing for `recovery_stall_limit` seconds
+        while records remain (recovery_watch.py): a restart is what gets such a worker going."""
+        return not self.watch.stalled
 
     def ready(self) -> bool:
         """Tables recovered, no rebalance running, and every assigned due index loaded."""
@@ -197,6 +208,7 @@ def create_processor(
         topics=topics,
         settings=settings,
         options=options,
+        watch=RecoveryWatch(stall_after=options.recovery_stall_limit),
     )
 
     async def handle(stream: Any) -> None:
@@ -272,6 +284,26 @@ def create_processor(
                 )
 
     app.timer(interval=LAG_INTERVAL, name=f"{topics.prefix}lag")(report_lag)
+
+    async def watch_recovery() -> None:
+        recovery: Any = app.tables.recovery  # type: ignore[attr-defined]  # on TableManager only
+        was_stalled = processor.watch.stalled
+        stalled = processor.watch.sample(
+            recovering=bool(recovery.in_recovery),
+            remaining=int(recovery.active_remaining_total()),
+            read=sum(o for o in recovery.active_offsets.values() if o is not None),
+            now=time.monotonic(),
+        )
+        if stalled and not was_stalled:
+            log.error(
+                "table recovery stalled: no changelog record read while some remain; "
+                "/livez now answers 503 so that this worker is restarted",
+                seconds=options.recovery_stall_limit,
+                remaining=dict(recovery.active_remaining()),
+            )
+
+    if options.recovery_stall_limit > 0:
+        app.timer(interval=LAG_INTERVAL, name=f"{topics.prefix}recovery-watch")(watch_recovery)
 
     def on_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> Any:
         return ticker.stop()

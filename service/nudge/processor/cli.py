@@ -59,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(slower; for comparing the two in benchmarks)",
     )
     parser.add_argument(
+        "--recovery-stall-limit",
+        type=float,
+        default=defaults.recovery_stall_limit,
+        help="seconds a table recovery may read nothing while records remain before /livez "
+        "answers 503, for a restart (default %(default)s; 0: never)",
+    )
+    parser.add_argument(
         "--store",
         choices=("rocksdb", "memory"),
         default="rocksdb",
@@ -101,6 +108,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         store=f"{args.store}://",
         batch_size=args.batch_size,
         faust_paths=args.faust_paths,
+        recovery_stall_limit=args.recovery_stall_limit,
     )
     try:
         engine, codec = load_engine(settings)
@@ -117,6 +125,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         port=settings.processor_web_port,
         ready=processor.ready,
         detail=processor.detail,
+        alive=processor.alive,
     )
     log.info(
         "processor starting",

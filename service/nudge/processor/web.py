@@ -2,8 +2,9 @@
 
 A plain aiohttp server rather than Faust's web: Faust's serves its own pages and sensor on the same
 port, while ours exposes only `nudge.metrics` (the prometheus_client registry) and answers
-`/livez` from the first second, before the consumer has joined its group. `/readyz` is 200 only
-once the tables are recovered, no rebalance is running and every assigned due index is loaded.
+`/livez` from the first second, before the consumer has joined its group (503 only when a table
+recovery has stalled, recovery_watch.py). `/readyz` is 200 only once the tables are recovered, no
+rebalance is running and every assigned due index is loaded.
 """
 
 from __future__ import annotations
@@ -17,12 +18,17 @@ from nudge import metrics
 
 
 def make_web_app(
-    ready: Callable[[], bool], detail: Callable[[], str] = lambda: ""
+    ready: Callable[[], bool],
+    detail: Callable[[], str] = lambda: "",
+    alive: Callable[[], bool] = lambda: True,
 ) -> web.Application:
-    """`detail` is appended to the /readyz answer (the processor lists its partitions)."""
+    """`detail` is appended to the /readyz answer (the processor lists its partitions); `alive`
+    false makes /livez 503 (a stalled table recovery: restart the worker)."""
 
     async def livez(request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+        if alive():
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="table recovery stalled: restart this worker\n")
 
     async def readyz(request: web.Request) -> web.Response:
         if ready():
@@ -52,16 +58,20 @@ class WebServer(Service):
         port: int,
         ready: Callable[[], bool],
         detail: Callable[[], str] = lambda: "",
+        alive: Callable[[], bool] = lambda: True,
     ) -> None:
         super().__init__()
         self._detail = detail
+        self._alive = alive
         self.host = host
         self.port = port
         self._ready = ready
         self._runner: web.AppRunner | None = None
 
     async def on_start(self) -> None:
-        self._runner = web.AppRunner(make_web_app(self._ready, self._detail), access_log=None)
+        self._runner = web.AppRunner(
+            make_web_app(self._ready, self._detail, self._alive), access_log=None
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
         self.log.info("processor web server on http://%s:%s", self.host, self.port)

@@ -1,4 +1,5 @@
-"""The processor's HTTP server: liveness always, readiness only when ready, Prometheus metrics."""
+"""The processor's HTTP server: liveness unless a recovery stalled, readiness only when ready,
+Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -28,3 +29,15 @@ async def test_metrics_is_the_prometheus_exposition() -> None:
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain")
     assert "nudge_events_consumed_total" in body
+
+
+async def test_livez_is_503_once_the_worker_is_not_alive() -> None:
+    """A stalled table recovery (recovery_watch.py) turns /livez to 503, for a restart."""
+    state = {"alive": True}
+    app = make_web_app(lambda: False, alive=lambda: state["alive"])
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/livez")).status == 200
+        state["alive"] = False
+        response = await client.get("/livez")
+        assert response.status == 503
+        assert "recovery stalled" in await response.text()
