@@ -2,9 +2,9 @@
 
 Faust's recovery can wait forever for changelog records its consumer will never hand it (the
 "No event received for active tp … since recovery start" hang, known in faust-streaming; seen
-here about once in 36 runs of the two-worker test under CPU load, docs/processor.md, Known
-limits). Such a worker answers /livez and never becomes ready, and its partitions send nothing
-until someone restarts it; a restarted worker recovers from its local RocksDB and the changelog
+here once in 72 runs of the two-worker test under CPU load, docs/processor.md, Known limits).
+Such a worker answers /livez and never becomes ready, and its partitions send nothing until
+someone restarts it; a restarted worker recovers from its local RocksDB and the changelog
 as usual. So when records remain to be recovered and none has been read for `stall_after`
 seconds, the worker reports itself not alive (/livez 503), and an orchestrator's liveness probe
 restarts it. A slow recovery is not a stalled one: any record read resets the clock.
