@@ -287,18 +287,19 @@ def create_processor(
 
     async def watch_recovery() -> None:
         recovery: Any = app.tables.recovery  # type: ignore[attr-defined]  # on TableManager only
-        was_stalled = processor.watch.stalled
-        stalled = processor.watch.sample(
+        watch, now = processor.watch, time.monotonic()
+        was_stalled = watch.stalled
+        stalled = watch.sample(
             recovering=bool(recovery.in_recovery),
             remaining=int(recovery.active_remaining_total()),
             read=sum(o for o in recovery.active_offsets.values() if o is not None),
-            now=time.monotonic(),
+            now=now,
         )
         if stalled and not was_stalled:
             log.error(
                 "table recovery stalled: no changelog record read while some remain; "
                 "/livez now answers 503 so that this worker is restarted",
-                seconds=options.recovery_stall_limit,
+                seconds=round(watch.seconds_stalled(now), 1),
                 remaining=dict(recovery.active_remaining()),
             )
 
