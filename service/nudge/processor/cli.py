@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,17 +27,33 @@ from nudge.settings import Settings
 log = structlog.get_logger("nudge.processor")
 
 
+def _number(kind: type[int] | type[float], *, allow_zero: bool) -> Any:
+    """An argparse type: a number of `kind` above zero (or at least zero), else a clear error."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or not (value >= 0 if allow_zero else value > 0):
+            bound = "0 or more" if allow_zero else "more than 0"
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound} (got {text})")
+        return value
+
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = ProcessorOptions()
     parser.add_argument(
         "--tick-interval",
-        type=float,
+        type=_number(float, allow_zero=False),
         default=defaults.tick_interval,
         help="seconds between checks for due timers (default %(default)s)",
     )
     parser.add_argument(
         "--session-timeout",
-        type=float,
+        type=_number(float, allow_zero=False),
         default=defaults.session_timeout,
         help="seconds after which a silent worker's partitions move to the others "
         "(default %(default)s; the broker's minimum is usually 6)",
@@ -48,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=_number(int, allow_zero=False),
         default=defaults.batch_size,
         help="records handled per acknowledgement round trip (default %(default)s)",
     )
@@ -60,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--recovery-stall-limit",
-        type=float,
+        type=_number(float, allow_zero=True),
         default=defaults.recovery_stall_limit,
         help="seconds a table recovery may read nothing while records remain before /livez "
         "answers 503, for a restart (default %(default)s; 0: never)",
