@@ -21,7 +21,8 @@ record is what keeps the throughput (docs/processor.md).
 
 Bad input never stops the stream: undecodable records and records whose key is not their user
 go to `<topic>-dlt`; an engine failure on one record dead-letters that record (reason
-`processing_error`) and is logged with its traceback.
+`processing_error`) and is logged with its traceback. A timer has no record to dead-letter: one
+whose firing fails is logged and tried again later (a minute, doubling up to an hour).
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ log = structlog.get_logger("nudge.processor")
 
 REBUILD_YIELD_EVERY: Final = 20_000  # table entries read between yields to the event loop
 FIRE_YIELD_EVERY: Final = 250  # timers fired between yields to the event loop
+# A timer whose firing fails is tried again after a minute, then after twice as long each time,
+# up to once an hour: a fixed engine (or a state the next event repairs) still sends the step,
+# and the engine's staleness rule decides whether it is still worth sending by then.
+TIMER_RETRY_FIRST: Final = 60.0
+TIMER_RETRY_MAX: Final = 3600.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,6 +127,7 @@ class RecordHandler:
         self._policy = topics.internal("contact-policy")
         self._keys: dict[int, int] = {}
         self._consumed: dict[str, Any] = {}  # label children, looked up once per event type
+        self._timer_failures: dict[str, int] = {}  # user -> failed firings in a row
 
     async def handle(self, record: Record) -> None:
         """Handle one record (a batch of one)."""
@@ -225,11 +232,21 @@ class RecordHandler:
                 metrics.TIMER_LAG.observe(max(0.0, now_s - due_at))
                 outcome = self.engine.on_due(self.codec.decode(stored.state), now)
             except Exception as err:
-                # No record to dead-letter: the user's timer stays in the table and is retried
-                # after the next rebalance; the traceback tells the operator what to fix.
+                # No record to dead-letter: the user's wake-up stays in the table and goes back
+                # into the index for a retry later; the traceback tells the operator what to fix.
                 metrics.PROCESSING_ERRORS.labels("ticks").inc()
-                log.error("timer failed", user_id=user_id, exc_info=err)
+                retry_in = self._timer_failed(user_id)
+                self.index.set(partition, user_id, now_s + retry_in)
+                log.error(
+                    "timer failed",
+                    user_id=user_id,
+                    failures=self._timer_failures[user_id],
+                    retry_in_seconds=retry_in,
+                    exc_info=err,
+                )
                 continue
+            if self._timer_failures:
+                self._timer_failures.pop(user_id, None)
             self._apply(record, user_id, raw, outcome, batch)
         metrics.PENDING_TIMERS.labels(str(partition)).set(self.index.pending(partition))
 
@@ -273,6 +290,12 @@ class RecordHandler:
         )
 
     # -- helpers -------------------------------------------------------------------------------
+    def _timer_failed(self, user_id: str) -> float:
+        """Count one more failed firing for the user; seconds until the next try."""
+        failures = self._timer_failures.get(user_id, 0) + 1
+        self._timer_failures[user_id] = failures
+        return min(TIMER_RETRY_MAX, TIMER_RETRY_FIRST * (1 << min(failures - 1, 16)))
+
     def _entries(self, newer: dict[bytes, bytes | None]) -> Iterator[tuple[bytes, bytes]]:
         """The table's entries with `newer` values (None: deleted) in place of the stored ones."""
         for key, value in self.store.entries():

@@ -227,6 +227,46 @@ async def test_an_engine_failure_on_a_timer_is_counted_and_the_tick_goes_on(rig:
     assert [c["user_id"] for c in restarted.commands()] == ["u-30"]
 
 
+async def test_a_failed_timer_is_tried_again_a_minute_later_in_the_same_worker(rig: Rig) -> None:
+    """No rebalance needed: once the failure goes away, the next try sends the step."""
+    from nudge.processor.handler import TIMER_RETRY_FIRST
+
+    await rig.event(type="cart.item_added", user_id="u-31", properties=CART)
+    await rig.tick()
+    rig.engine.fail_on = "due"
+    rig.clock.advance(minutes=2)
+    await rig.tick()
+    rig.engine.fail_on = None
+    rig.clock.advance(seconds=TIMER_RETRY_FIRST - 1)
+    await rig.tick()
+    assert rig.commands() == []  # not yet: the retry is a minute after the failure
+    rig.clock.advance(seconds=1)
+    await rig.tick()
+    assert [c["user_id"] for c in rig.commands()] == ["u-31"]
+
+
+async def test_a_timer_that_keeps_failing_is_tried_less_often_up_to_once_an_hour(
+    rig: Rig,
+) -> None:
+    from nudge.processor.handler import TIMER_RETRY_FIRST, TIMER_RETRY_MAX
+
+    await rig.event(type="cart.item_added", user_id="u-32", properties=CART)
+    await rig.tick()
+    rig.engine.fail_on = "due"
+    rig.clock.advance(minutes=2)
+    waits = []
+    for _ in range(9):
+        before = sample("nudge_processing_errors_total", {"source": "ticks"})
+        await rig.tick()
+        assert sample("nudge_processing_errors_total", {"source": "ticks"}) == before + 1
+        wait = rig.index.next_due(0) - rig.clock.now().timestamp()
+        waits.append(wait)
+        rig.clock.advance(seconds=wait)
+    doubling = [TIMER_RETRY_FIRST * 2**n for n in range(6)]  # 1 min … 32 min
+    assert waits == [*doubling, TIMER_RETRY_MAX, TIMER_RETRY_MAX, TIMER_RETRY_MAX]
+    assert rig.commands() == []
+
+
 async def test_a_timer_burst_sends_as_it_fires_and_stores_after_all_of_it(rig: Rig) -> None:
     """A tick firing many users hands their commands over every FIRE_YIELD_EVERY users, and
     stores the users' new states only after the last chunk."""
