@@ -2,7 +2,8 @@
 
 Decoding is where untrusted bytes become typed data, so every check SPEC §2 asks for lives here and
 fails with an `InvalidEvent` / `InvalidCommand` whose `reason` is a short, countable code and whose
-message names the field.
+message names the field. A field of the wrong JSON type (a list where a string belongs, say) is
+such an error too, never a TypeError from the check itself (a list cannot be looked up in a set).
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from typing import Any, Final, cast
 
 import orjson
 
-from nudge.commands import DELIVERY_STATUSES, KINDS, DeliveryRecord, SendCommand
+from nudge.commands import (
+    DELIVERY_STATUSES,
+    KINDS,
+    DeliveryRecord,
+    DeliveryStatus,
+    Kind,
+    SendCommand,
+)
 from nudge.errors import InvalidCommand, InvalidEvent
 from nudge.events import (
     REQUIRED_PROPERTIES,
@@ -151,26 +159,28 @@ def decode_command(raw: bytes | str | None) -> SendCommand:
     data = _object(raw, InvalidCommand)
     try:
         kind = data["kind"]
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             raise InvalidCommand(f"kind={kind!r}: expected transactional or marketing")
-        variables = data.get("variables") or {}
-        if not isinstance(variables, dict):
-            raise InvalidCommand("variables must be an object")
+        variables = data.get("variables")
+        if variables is None:
+            variables = {}
+        elif not isinstance(variables, dict):
+            raise InvalidCommand(f"variables must be an object, got {type(variables).__name__}")
         return SendCommand(
             command_id=_str(data, "command_id", InvalidCommand),
             idempotency_key=_str(data, "idempotency_key", InvalidCommand),
             user_id=_str(data, "user_id", InvalidCommand),
             journey=_str(data, "journey", InvalidCommand),
             step=_str(data, "step", InvalidCommand),
-            kind=kind,
+            kind=cast(Kind, kind),
             channel=_str(data, "channel", InvalidCommand),
             template=_str(data, "template", InvalidCommand),
             locale=_str(data, "locale", InvalidCommand),
             to=_str(data, "to", InvalidCommand),
             variables=variables,
-            variant=data.get("variant"),
+            variant=_optional_str(data, "variant"),
             created_at=_parse_time(data.get("created_at"), "created_at", InvalidCommand),
-            trigger_event_id=data.get("trigger_event_id"),
+            trigger_event_id=_optional_str(data, "trigger_event_id"),
         )
     except KeyError as err:
         raise InvalidCommand(f"missing field {err.args[0]!r}") from err
@@ -183,27 +193,37 @@ def encode_delivery(record: DeliveryRecord) -> bytes:
 def decode_delivery(raw: bytes | str | None) -> DeliveryRecord:
     data = _object(raw, InvalidCommand)
     status = data.get("status")
-    if status not in DELIVERY_STATUSES:
+    if not isinstance(status, str) or status not in DELIVERY_STATUSES:
         raise InvalidCommand(
             f"delivery status {status!r} is not one of {sorted(DELIVERY_STATUSES)}"
         )
-    kind = data.get("kind")
+    attempt = data.get("attempt")
+    if attempt is None:
+        attempt = 1
+    elif not _is_int(attempt):
+        raise InvalidCommand(f"field 'attempt' must be an integer, got {type(attempt).__name__}")
+    smtp_code = data.get("smtp_code")
+    if smtp_code is not None and not _is_int(smtp_code):
+        raise InvalidCommand(
+            f"field 'smtp_code' must be an integer or null, got {type(smtp_code).__name__}"
+        )
+    kind = _optional_str(data, "kind")
     return DeliveryRecord(
         command_id=_str(data, "command_id", InvalidCommand),
         idempotency_key=_str(data, "idempotency_key", InvalidCommand),
         user_id=_str(data, "user_id", InvalidCommand),
-        status=status,
-        attempt=int(data.get("attempt") or 1),
+        status=cast(DeliveryStatus, status),
+        attempt=attempt,
         at=_parse_time(data.get("at"), "at", InvalidCommand),
-        smtp_code=data.get("smtp_code"),
-        smtp_enhanced_code=data.get("smtp_enhanced_code"),
-        message_id=data.get("message_id"),
-        journey=data.get("journey"),
-        step=data.get("step"),
-        variant=data.get("variant"),
-        kind=kind if kind in KINDS else None,
-        to=data.get("to"),
-        reason=data.get("reason"),
+        smtp_code=smtp_code,
+        smtp_enhanced_code=_optional_str(data, "smtp_enhanced_code"),
+        message_id=_optional_str(data, "message_id"),
+        journey=_optional_str(data, "journey"),
+        step=_optional_str(data, "step"),
+        variant=_optional_str(data, "variant"),
+        kind=cast(Kind, kind) if kind in KINDS else None,  # unknown is only unknown, as before
+        to=_optional_str(data, "to"),
+        reason=_optional_str(data, "reason"),
     )
 
 
@@ -239,6 +259,18 @@ def _str(data: Mapping[str, Any], name: str, error: type[InvalidCommand]) -> str
     if not isinstance(value, str) or not value:
         raise error(f"field {name!r} must be a non-empty string")
     return value
+
+
+def _optional_str(data: Mapping[str, Any], name: str) -> str | None:
+    """A command's or delivery record's optional text field: a string, null or absent."""
+    value = data.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidCommand(f"field {name!r} must be a string or null, got {type(value).__name__}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a number
 
 
 def _required_id(data: Mapping[str, Any], name: str) -> str:

@@ -143,3 +143,129 @@ def test_a_delivery_record_round_trips() -> None:
         to="hana@example.jp",
     )
     assert decode_delivery(encode_delivery(record)) == record
+
+
+# -- every field, every wrong JSON type ---------------------------------------------------------
+# A field of the wrong type is an InvalidEvent / InvalidCommand naming the field (dead-lettered),
+# never a TypeError or AttributeError that would stop the processor or the sender.
+JSON_VALUES: dict[str, object] = {
+    "string": "x", "number": 7, "bool": True, "null": None, "list": ["x"], "object": {"x": 1},
+}  # fmt: skip
+TEXT, OPTIONAL_TEXT = {"string"}, {"string", "null"}
+EVENT_BASES: dict[str, dict[str, object]] = {
+    "cart.item_added": orjson.loads(event()),
+    "user.unsubscribed": orjson.loads(event(type="user.unsubscribed", properties={"scope": "all"})),
+    "order.completed": orjson.loads(event(type="order.completed", properties={
+        "order_id": "o-1", "total": 4800, "currency": "JPY", "items": []})),
+}  # fmt: skip
+# (event type, field, the JSON types it accepts)
+EVENT_FIELDS = [
+    ("cart.item_added", "event_id", TEXT),
+    ("cart.item_added", "type", TEXT),
+    ("cart.item_added", "user_id", TEXT),
+    ("cart.item_added", "occurred_at", TEXT),
+    ("cart.item_added", "properties", {"object", "null"}),
+    ("cart.item_added", "properties.product_id", TEXT),
+    ("cart.item_added", "properties.name", TEXT),
+    ("cart.item_added", "properties.price", {"number"}),
+    ("cart.item_added", "properties.quantity", {"number"}),
+    ("cart.item_added", "user", {"object", "null"}),
+    ("cart.item_added", "user.email", OPTIONAL_TEXT),
+    ("cart.item_added", "user.name", OPTIONAL_TEXT),
+    ("cart.item_added", "user.locale", OPTIONAL_TEXT),
+    ("cart.item_added", "user.timezone", OPTIONAL_TEXT),
+    ("cart.item_added", "user.birthday", OPTIONAL_TEXT),
+    ("cart.item_added", "user.marketing_consent", {"bool", "null"}),
+    ("user.unsubscribed", "properties.scope", TEXT),
+    ("order.completed", "properties.order_id", TEXT),
+    ("order.completed", "properties.total", {"number"}),
+    ("order.completed", "properties.currency", TEXT),
+    ("order.completed", "properties.items", {"list"}),
+]
+COMMAND_FIELDS = [
+    *((name, TEXT) for name in ("command_id", "idempotency_key", "user_id", "journey", "step",
+                                "kind", "channel", "template", "locale", "to", "created_at")),
+    ("variables", {"object", "null"}),
+    ("variant", OPTIONAL_TEXT),
+    ("trigger_event_id", OPTIONAL_TEXT),
+]  # fmt: skip
+DELIVERY_FIELDS = [
+    *((name, TEXT) for name in ("command_id", "idempotency_key", "user_id", "status", "at")),
+    ("attempt", {"number", "null"}),
+    ("smtp_code", {"number", "null"}),
+    *((name, OPTIONAL_TEXT) for name in ("smtp_enhanced_code", "message_id", "journey", "step",
+                                         "variant", "kind", "to", "reason")),
+]  # fmt: skip
+
+
+def _wrong(fields: list[tuple[str, set[str]]]) -> list[tuple[str, str]]:
+    return [(f, t) for f, accepts in fields for t in JSON_VALUES if t not in accepts]
+
+
+def _with(data: dict[str, object], path: str, json_type: str) -> bytes:
+    """`data` with the field at `path` (e.g. `user.email`) set to a value of `json_type`."""
+    copy = orjson.loads(orjson.dumps(data))
+    *parents, name = path.split(".")
+    target = copy
+    for parent in parents:
+        target = target[parent]
+    target[name] = JSON_VALUES[json_type]
+    return orjson.dumps(copy)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "path", "json_type"),
+    [(e, f, t) for e, f, accepts in EVENT_FIELDS for t in JSON_VALUES if t not in accepts],
+)
+def test_an_event_field_of_the_wrong_type_is_an_invalid_event(
+    event_type: str, path: str, json_type: str
+) -> None:
+    """Every event field given each JSON type it does not accept: InvalidEvent naming it."""
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(_with(EVENT_BASES[event_type], path, json_type))
+    assert path in str(caught.value)
+
+
+def _command() -> dict[str, object]:
+    return orjson.loads(encode_command(SendCommand(
+        command_id="c-1", idempotency_key="k-1", user_id="u-42", journey="welcome",
+        step="welcome", kind="transactional", template="welcome", locale="ja",
+        to="hana@example.jp", created_at=datetime(2026, 11, 22, 11, 15, tzinfo=JST),
+        variant="a", trigger_event_id="e-1")))  # fmt: skip
+
+
+def _delivery() -> dict[str, object]:
+    return orjson.loads(encode_delivery(DeliveryRecord(
+        command_id="c-1", idempotency_key="k-1", user_id="u-42", status="bounced", attempt=2,
+        at=datetime(2026, 11, 22, 2, 0, tzinfo=UTC), smtp_code=550, smtp_enhanced_code="5.1.1",
+        message_id="<m@x>", journey="welcome", step="welcome", variant="a",
+        kind="transactional", to="hana@example.jp", reason="bounced")))  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "json_type"), _wrong(COMMAND_FIELDS))
+def test_a_command_field_of_the_wrong_type_is_an_invalid_command(path: str, json_type: str) -> None:
+    """Every send command field given each JSON type it does not accept: InvalidCommand."""
+    with pytest.raises(InvalidCommand) as caught:
+        decode_command(_with(_command(), path, json_type))
+    assert path in str(caught.value)
+
+
+@pytest.mark.parametrize(("path", "json_type"), _wrong(DELIVERY_FIELDS))
+def test_a_delivery_field_of_the_wrong_type_is_an_invalid_command(
+    path: str, json_type: str
+) -> None:
+    """Every delivery record field given each JSON type it does not accept: InvalidCommand."""
+    with pytest.raises(InvalidCommand) as caught:
+        decode_delivery(_with(_delivery(), path, json_type))
+    assert path in str(caught.value)
+
+
+def test_the_wrong_type_tables_start_from_valid_records() -> None:
+    """The bases the tables change are valid, so each failure above is the changed field's."""
+    for base in EVENT_BASES.values():
+        decode_event(orjson.dumps(base))
+    assert decode_command(orjson.dumps(_command())).variant == "a"
+    assert decode_delivery(orjson.dumps(_delivery())).attempt == 2
+    # Null where null means "not given": the documented defaults.
+    assert decode_delivery(_with(_delivery(), "attempt", "null")).attempt == 1
+    assert decode_command(_with(_command(), "variables", "null")).variables == {}

@@ -2,8 +2,8 @@
 
 The engine changes many fields per event; copying into a draft and freezing once at the end
 costs one object instead of one `dataclasses.replace` per change (the hot path of simulate).
-Freezing copies the fields into a new `UserState` when mypyc compiled the engine (twenty native
-stores), and turns the draft itself into the `UserState` when it runs interpreted (see
+Freezing copies the fields into a new `UserState` when mypyc compiled the engine (twenty-one
+native stores), and turns the draft itself into the `UserState` when it runs interpreted (see
 `state.py` on how frozen values are built on the hot path).
 """
 
@@ -31,6 +31,7 @@ class Draft:
     birthday: str | None
     consent: bool | None
     unsubscribed: str | None
+    consent_at: int | None
     suppressed: tuple[str, ...]
     signed_up: int | None
     last_active: int | None
@@ -53,6 +54,7 @@ class Draft:
         self.birthday = state.birthday
         self.consent = state.consent
         self.unsubscribed = state.unsubscribed
+        self.consent_at = state.consent_at
         self.suppressed = state.suppressed
         self.signed_up = state.signed_up
         self.last_active = state.last_active
@@ -70,7 +72,7 @@ class Draft:
         """This draft, turned into the `UserState` it describes; do not use the draft after.
 
         The two classes have the same slots, so the object can change class in place: no copy
-        of twenty fields into a new frozen object (most of an engine call's fixed cost), and
+        of twenty-one fields into a new frozen object (most of an engine call's fixed cost), and
         the result is an ordinary, frozen `UserState` (its own `__setattr__` refuses changes).
         Compiled, a copy instead (native classes cannot change class), at native speed.
         """
@@ -84,6 +86,7 @@ class Draft:
             state.birthday = self.birthday  # type: ignore[misc]
             state.consent = self.consent  # type: ignore[misc]
             state.unsubscribed = self.unsubscribed  # type: ignore[misc]
+            state.consent_at = self.consent_at  # type: ignore[misc]
             state.suppressed = self.suppressed  # type: ignore[misc]
             state.signed_up = self.signed_up  # type: ignore[misc]
             state.last_active = self.last_active  # type: ignore[misc]

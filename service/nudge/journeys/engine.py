@@ -5,10 +5,11 @@
     on_delivery(state | None, record, now)  a delivery record for this user
 
 No clock is read and no I/O happens here: the processor passes wall-clock `now`, the simulator
-passes event time, and both get the same decisions. Per event the order is: de-duplicate, erase
-on deletion, merge the profile, update facts (cart, views, orders, activity, unsubscribe), attribute
-conversions, exit runs (instant exits), start runs (triggers and re-entry), schedule calendar runs,
-then fire everything due at `now`.
+passes event time, and both get the same decisions. An event stamped later than `now` (a
+publisher's clock ahead of ours) is taken as occurring at `now`, for every time derived from it.
+Per event the order is: de-duplicate, erase on deletion, merge the profile, update facts (cart,
+views, orders, activity, unsubscribe), attribute conversions, exit runs (instant exits), start
+runs (triggers and re-entry), schedule calendar runs, then fire everything due at `now`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from nudge.journeys.facts import (
     attribute,
     expire,
     merge_profile,
+    note_consent_change,
     recent_touches,
     record_view,
 )
@@ -166,10 +168,14 @@ class Engine:
         allowed_before = state.marketing_allowed
         # In the simulator now is the event's own time: skip the second conversion.
         occurred = now_ms if event.occurred_at is now else to_ms(event.occurred_at)
+        if occurred > now_ms:
+            # Stamped ahead of our clock (a publisher's clock skew): it happened now, or an "at
+            # once" step would wait for the stamp and a 2099 login would pin last activity.
+            occurred = now_ms
         orders_before = draft.orders
         if event.user is not None:
             calendar_before = (draft.birthday, draft.timezone, draft.signed_up)
-            merge_profile(draft, event)
+            merge_profile(draft, event, occurred)
             calendar_changed = (draft.birthday, draft.timezone, draft.signed_up) != calendar_before
         else:
             calendar_changed = False
@@ -261,6 +267,8 @@ class Engine:
             if draft.signed_up is None:
                 draft.signed_up = occurred
         elif kind == USER_UNSUBSCRIBED:
+            # Always applied, however late (facts.consent_applies).
+            note_consent_change(draft, occurred)
             scope = props.get("scope")
             draft.unsubscribed = scope if scope in UNSUBSCRIBE_SCOPES else "marketing"
             draft.consent = False

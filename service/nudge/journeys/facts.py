@@ -37,8 +37,13 @@ ACTIVITY: Final = frozenset(
 )
 
 
-def merge_profile(draft: Draft, event: Event) -> None:
-    """Profile fields accumulate: an event's `user` object carries the ones that changed."""
+def merge_profile(draft: Draft, event: Event, occurred: int) -> None:
+    """Profile fields accumulate: an event's `user` object carries the ones that changed.
+
+    Consent is the exception to "the last event applied wins": an opt-in stamped before the last
+    consent change (a delayed event) is ignored, while a withdrawal always applies, see
+    `consent_applies`.
+    """
     profile = event.user
     if profile is None:
         return
@@ -52,12 +57,32 @@ def merge_profile(draft: Draft, event: Event) -> None:
         draft.timezone = profile.timezone
     if profile.birthday is not None:
         draft.birthday = profile.birthday.isoformat()
-    if profile.marketing_consent is not None:
+    if profile.marketing_consent is not None and consent_applies(
+        draft, profile.marketing_consent, occurred
+    ):
         draft.consent = profile.marketing_consent
+        note_consent_change(draft, occurred)
         if profile.marketing_consent and event.type != USER_UNSUBSCRIBED:
             # A fresh opt-in after an unsubscribe subscribes again (profile fields that
             # changed, SPEC §2: an app sends consent only when the user gives it).
             draft.unsubscribed = None
+
+
+def consent_applies(draft: Draft, granted: bool, occurred: int) -> bool:
+    """Whether a consent change at `occurred` replaces the current consent state.
+
+    A withdrawal (opt-out, unsubscribe) always does, however late it arrives: mail after an
+    opt-out costs more trust than a missed one, and the user can opt in again. An opt-in does
+    only if it is not older than the last change (one stamped 09:00 arriving after a 10:00
+    unsubscribe must not subscribe again); at equal times the later arrival wins, as always.
+    """
+    return not granted or draft.consent_at is None or occurred >= draft.consent_at
+
+
+def note_consent_change(draft: Draft, occurred: int) -> None:
+    """Remember the latest consent change's time (a late withdrawal does not move it back)."""
+    if draft.consent_at is None or occurred > draft.consent_at:
+        draft.consent_at = occurred
 
 
 def add_to_cart(cart: tuple[CartItem, ...], props: Mapping[str, Any]) -> tuple[CartItem, ...]:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from nudge.events import KNOWN_TYPES
 from nudge.journeys.config import BUILTIN_TEMPLATES
 from nudge.journeys.durations import parse_duration_ms, parse_local_time
+from nudge.journeys.variables import TEMPLATE_PARAMS
 from nudge.journeys.yamlsource import LineDict, Problems, did_you_mean
 
 T = TypeVar("T")
@@ -107,6 +108,23 @@ class FieldReader:
             return default
         return str(value)
 
+    def template_params(self, params: Mapping[Any, Any], template: str, where: str) -> None:
+        """A built-in template reads only its own params: any other name is a typo that would
+        silently send the default (`discount_percnet: 15` → 10 %). A template of the file's own
+        receives its params as they are, so any name goes."""
+        known = TEMPLATE_PARAMS.get(template)
+        if known is None:
+            return
+        for name in params:
+            if name not in known:
+                line = params.line_of(name) if isinstance(params, LineDict) else 0
+                self.p.add(
+                    line,
+                    f"{where}.{name}",
+                    f"template {template!r} has no parameter {name!r}",
+                    did_you_mean(str(name), known) if known else f"{template} takes no params",
+                )
+
     def event_type(self, node: LineDict | None, line: int, where: str, value: Any) -> str | None:
         if not isinstance(value, str) or value not in KNOWN_TYPES:
             self.p.add(
@@ -128,6 +146,12 @@ def plain(value: Any) -> Any:
 def whole(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{value!r} is not a whole number")
+    return value
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{value!r} is not true or false")
     return value
 
 

@@ -7,6 +7,7 @@ campaign slots were handled, and a due slot becomes an ordinary run for its one 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any, Final
@@ -20,7 +21,7 @@ from nudge.journeys.localtime import from_ms
 from nudge.journeys.outcome import Decision, DecisionOutcome, new_command, new_decision
 from nudge.journeys.policies import gate, remember_send
 from nudge.journeys.state import MAX_TOUCHES, Run, UserState, new_run, new_touch
-from nudge.journeys.timing import Timing
+from nudge.journeys.timing import Slot, Timing
 from nudge.journeys.variables import SendContext, build
 
 MAX_FIRINGS: Final = 256  # per call; a guard against a config that would loop forever
@@ -40,6 +41,16 @@ class Firing:
         self.timing = timing
         self.policies = policies
         self._has_seasonal = any(j.trigger.calendar == "campaigns" for j in journeys.values())
+        # The widest audience window of any campaign journey: no send later than last activity
+        # plus this can have the user in its audience, so the wake-up search stops there.
+        self._widest_audience = max(
+            (
+                j.trigger.active_within_ms
+                for j in journeys.values()
+                if j.trigger.calendar == "campaigns"
+            ),
+            default=0,
+        )
         # Journeys with variants or a holdout: only those need the A/B hash per step fired.
         self._experiments = {j.name: bool(j.variants) or j.holdout > 0 for j in journeys.values()}
         self._campaigns = {
@@ -102,29 +113,43 @@ class Firing:
     def _next_seasonal(self, state: UserState | Draft, tz: ZoneInfo) -> int | None:
         if not self._has_seasonal or state.last_active is None:
             return None
-        slot = self.timing.next_slot(tz, state.seasonal_cursor)
-        if slot is None:
-            return None
-        journey = self.timing.seasonal_journey(slot)
-        if slot.due - state.last_active > journey.trigger.active_within_ms:
-            return None  # not in the audience; activity recomputes the wake-up
-        return slot.due
+        last_active = state.last_active
+        for slot in self.timing.next_slots(tz, state.seasonal_cursor):  # memoized: the usual
+            if self._in_audience(slot, last_active):
+                return slot.due
+        # Not in the audience of the sends at that moment; a journey with a wider window may
+        # have the user in a later send's audience (the cursor moves when that one is due).
+        times, slots = self.timing.slots(tz)
+        for index in range(bisect_right(times, state.seasonal_cursor), len(slots)):
+            slot = slots[index]
+            if slot.due - last_active > self._widest_audience:
+                return None  # in no audience from here on; activity recomputes the wake-up
+            if self._in_audience(slot, last_active):
+                return slot.due
+        return None
+
+    def _in_audience(self, slot: Slot, last_active: int) -> bool:
+        """Only users active within the campaign journey's window are its audience."""
+        window = self.timing.seasonal_journey(slot).trigger.active_within_ms
+        return slot.due - last_active <= window
 
     def _materialize_seasonal(self, draft: Draft, now: int, tz: ZoneInfo) -> None:
         while True:
-            slot = self.timing.next_slot(tz, draft.seasonal_cursor)
-            if slot is None or slot.due > now:
+            batch = self.timing.next_slots(tz, draft.seasonal_cursor)
+            if not batch or batch[0].due > now:
                 return
-            draft.seasonal_cursor = slot.due
-            journey = self.timing.seasonal_journey(slot)
+            # The cursor passes a moment once, so every slot due at it becomes a run now.
+            draft.seasonal_cursor = batch[0].due
             active = draft.last_active
-            if active is None or slot.due - active > journey.trigger.active_within_ms:
-                continue  # only users active in the window are the campaign's audience
-            campaign = journey.campaigns[slot.campaign]
-            trigger_id = f"{journey.name}:{campaign.id}"
-            name = journey.name
-            run = new_run(name, slot.step, slot.due, slot.due, trigger_id, campaign.id, None)
-            draft.runs = (*draft.runs, run)
+            for slot in batch:
+                if active is None or not self._in_audience(slot, active):
+                    continue
+                journey = self.timing.seasonal_journey(slot)
+                campaign = journey.campaigns[slot.campaign]
+                trigger_id = f"{journey.name}:{campaign.id}"
+                name = journey.name
+                run = new_run(name, slot.step, slot.due, slot.due, trigger_id, campaign.id, None)
+                draft.runs = (*draft.runs, run)
 
     # -- one step --------------------------------------------------------------------------
     def _fire_run(

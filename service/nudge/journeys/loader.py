@@ -23,6 +23,7 @@ from nudge.journeys.config import (
     Wait,
 )
 from nudge.journeys.fieldreader import (
+    boolean,
     non_negative_int,
     plain,
     positive_int,
@@ -37,6 +38,7 @@ from nudge.journeys.yamlsource import (
     Problems,
     did_you_mean,
     load_yaml,
+    report_repeated_keys,
 )
 
 _TOP = {"version", "defaults", "policies", "templates", "journeys"}
@@ -82,6 +84,7 @@ def load_journeys(path: str | Path) -> JourneysConfig:
 def parse_journeys(text: str, file: str = "<journeys>") -> JourneysConfig:
     data = load_yaml(text, file)
     problems = Problems(file)
+    report_repeated_keys(data, problems)
     if not isinstance(data, LineDict):
         problems.add(1, "(top)", "a journeys file is a mapping with a 'journeys' key")
         problems.raise_if_any()
@@ -208,11 +211,11 @@ class _Reader(RulesReader):
             reentry=self.reentry(node, where),
             exits=self.exits(node, where),
             exit_when=self.exit_when(node, where),
-            variants=self.variants(node, where, {s.name for s in steps}),
+            variants=self.variants(node, where, {s.name: s.template for s in steps}),
             holdout=holdout,
             grace_ms=self.duration(node, "grace", where, self.default_grace),
             campaigns=campaigns,
-            enabled=bool(node.get("enabled", True)),
+            enabled=self.parse(node, "enabled", where, boolean, True, "enabled: true or false"),
             line=node.line,
         )
 
@@ -288,6 +291,7 @@ class _Reader(RulesReader):
             if not isinstance(params, dict):
                 self.p.add(item.line_of("params"), f"{at}.params", "must be a mapping")
                 params = {}
+            self.template_params(params, template, f"{at}.params")
             steps.append(
                 Step(
                     name=name,

@@ -7,6 +7,7 @@ journey), split out to keep each module about one concern.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import date
 from typing import Any, cast
 
@@ -78,7 +79,8 @@ class RulesReader(FieldReader):
                 )
         return tuple(str(v) for v in raw if v in EXIT_CONDITIONS)
 
-    def variants(self, node: LineDict, where: str, steps: set[str]) -> tuple[Variant, ...]:
+    def variants(self, node: LineDict, where: str, steps: Mapping[str, str]) -> tuple[Variant, ...]:
+        """The A/B variants; `steps` maps each step's name to its template."""
         raw = node.get("variants")
         if raw is None:
             return ()
@@ -118,6 +120,9 @@ class RulesReader(FieldReader):
                         "no such step",
                         did_you_mean(str(step), steps),
                     )
+                elif isinstance(params[step], dict):
+                    template = dict(templates).get(step, steps[step])
+                    self.template_params(params[step], str(template), f"{at}.params.{step}")
             variants.append(
                 Variant(
                     name=str(item.get("name", f"v{index}")),

@@ -68,6 +68,8 @@ class UserState:
     birthday: str | None = None
     consent: bool | None = None
     unsubscribed: str | None = None
+    # When consent or unsubscribe last changed (event time): a delayed, older change loses.
+    consent_at: int | None = None
     suppressed: tuple[str, ...] = ()
     signed_up: int | None = None
     last_active: int | None = None

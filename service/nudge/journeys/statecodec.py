@@ -1,9 +1,10 @@
 """The stored form of `UserState`: a versioned, positional orjson array (compact, fast).
 
 Positional rather than keyed because the state table holds one value per user and keys would
-double its size; the leading version number lets a later layout read an older one. An idle user
-with a full profile, a pending win-back, birthday and anniversary, and a full de-duplication
-memory encodes to about 600 bytes (docs/simulate.md has the measured figure).
+double its size; the leading version number lets a later layout read an older one (layout 2
+appended `consent_at`: a stored layout 1 state reads with it unknown, None). An idle user with a
+full profile, a pending win-back, birthday and anniversary, and a full de-duplication memory
+encodes to about 600 bytes (docs/simulate.md has the measured figure).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from nudge.errors import NudgeError
 from nudge.journeys.draft import Draft
 from nudge.journeys.state import NATIVE, Run, UserState, new_run, new_touch
 
-VERSION: Final = 1
+VERSION: Final = 2
+_READS: Final = (1, 2)  # layout 1 is layout 2 without the trailing `consent_at`
 _BLANK: Final = UserState(user_id="")
 
 
@@ -49,6 +51,7 @@ def encode_state(state: UserState) -> bytes:
             [[t.journey, t.step, t.variant, t.at, int(t.holdout)] for t in state.touches],
             base64.b64encode(state.seen).decode("ascii"),
             state.seasonal_cursor,
+            state.consent_at,
         ]
     )
 
@@ -56,12 +59,14 @@ def encode_state(state: UserState) -> bytes:
 def decode_state(raw: bytes) -> UserState:
     try:
         data = orjson.loads(raw)
-        if not isinstance(data, list) or not data or data[0] != VERSION:
+        if not isinstance(data, list) or not data or data[0] not in _READS:
             version = data[0] if isinstance(data, list) and data else None
             raise StateDecodeError(
-                f"stored user state has layout version {version!r}; this Nudge reads {VERSION}. "
+                f"stored user state has layout version {version!r}; this Nudge reads 1 and 2. "
                 "Run the Nudge version that wrote it, or reset the processor's state."
             )
+        if data[0] == 1:
+            data = [*data, None]  # layout 1: no consent_at (a length mismatch still fails below)
         (
             _,
             user_id,
@@ -84,6 +89,7 @@ def decode_state(raw: bytes) -> UserState:
             touches,
             seen,
             seasonal_cursor,
+            consent_at,
         ) = data
         # Built as a draft and frozen in place (see `draft.Draft.freeze`), with no comprehension
         # for an empty list (`!= []`, so that a corrupt null still fails as before): the
@@ -98,6 +104,7 @@ def decode_state(raw: bytes) -> UserState:
         state.birthday = birthday
         state.consent = consent
         state.unsubscribed = unsubscribed
+        state.consent_at = consent_at
         state.suppressed = tuple(suppressed)
         state.signed_up = signed_up
         state.last_active = last_active

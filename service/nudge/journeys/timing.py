@@ -34,7 +34,7 @@ class Timing:
         self.scale = delay_scale
         self._journeys = tuple(j for j in config.journeys if j.enabled)
         self._slots: dict[str, tuple[list[int], list[Slot]]] = {}
-        self._memo: tuple[ZoneInfo, int, Slot | None] | None = None
+        self._memo: tuple[ZoneInfo, int, tuple[Slot, ...]] | None = None
 
     def scaled(self, ms: int) -> int:
         return ms if self.scale == 1.0 else round(ms * self.scale)
@@ -95,16 +95,21 @@ class Timing:
         self._slots[tz.key] = result
         return result
 
-    def next_slot(self, tz: ZoneInfo, cursor: int) -> Slot | None:
-        """The first seasonal send strictly after `cursor`."""
+    def next_slots(self, tz: ZoneInfo, cursor: int) -> tuple[Slot, ...]:
+        """Every seasonal send due at the first moment strictly after `cursor`, in slot order.
+
+        All of them, not the first: two campaigns (or two steps of a one-day campaign) can be
+        due at one moment, and the cursor passes that moment once.
+        """
         memo = self._memo
         if memo is not None and memo[0] is tz and memo[1] == cursor:
             return memo[2]  # firing and wake-up ask the same question within one call
         times, slots = self.slots(tz)
-        index = bisect_right(times, cursor)
-        slot = slots[index] if index < len(slots) else None
-        self._memo = (tz, cursor, slot)
-        return slot
+        start = bisect_right(times, cursor)
+        end = bisect_right(times, times[start], lo=start) if start < len(times) else start
+        batch = tuple(slots[start:end])
+        self._memo = (tz, cursor, batch)
+        return batch
 
     def seasonal_journey(self, slot: Slot) -> Journey:
         return self._journeys[slot.journey]

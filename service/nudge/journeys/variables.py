@@ -40,6 +40,14 @@ CAPTURE: Final[Mapping[str, tuple[str, ...]]] = {
     "seasonal_last_call": (),
 }
 _ITEM_FIELDS = ("product_id", "name", "quantity", "price")
+# The `params` each built-in template reads in `build` (the loader refuses any other name: a typo
+# would silently send the default); a template not in CAPTURE is the file's own and gets them all.
+TEMPLATE_PARAMS: Final[Mapping[str, frozenset[str]]] = {
+    **{template: frozenset() for template in CAPTURE},
+    "cart_reminder_2": frozenset({"discount_percent", "code_prefix", "valid_for"}),
+    "first_purchase_thank_you": frozenset({"coupon_percent", "coupon_tiers", "code_prefix"}),
+    "winback_1": frozenset({"discount_percent", "code_prefix"}),
+}
 
 
 # Not a frozen dataclass: a short-lived bundle of arguments built once per mail, and a frozen

@@ -21,6 +21,8 @@ class LineDict(dict[Any, Any]):
 
     line: int = 0
     key_lines: dict[Any, int]
+    # (key, line, line of its first occurrence) for each key written again in this mapping
+    repeated: tuple[tuple[Any, int, int], ...] = ()
 
     def line_of(self, key: Any) -> int:
         return self.key_lines.get(key, self.line)
@@ -31,14 +33,27 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
+    # Keys written in this mapping itself, not merged in by `<<: *anchor`: only a key written
+    # twice here is a mistake (overriding a merged key is what a merge is for).
+    own = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
     loader.flatten_mapping(node)
     result = LineDict()
     result.line = node.start_mark.line + 1
     result.key_lines = {}
+    own_lines: dict[Any, int] = {}
+    repeated: list[tuple[Any, int, int]] = []
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if id(key_node) in own:
+            if key in own_lines:
+                repeated.append((key, line, own_lines[key]))
+            else:
+                own_lines[key] = line
         result[key] = loader.construct_object(value_node, deep=True)
-        result.key_lines[key] = key_node.start_mark.line + 1
+        result.key_lines[key] = line
+    if repeated:
+        result.repeated = tuple(repeated)
     return result
 
 
@@ -83,6 +98,32 @@ class Problems:
     def raise_if_any(self) -> None:
         if self.items:
             raise JourneysFileError(self.items)
+
+
+def report_repeated_keys(data: Any, problems: Problems) -> None:
+    """Note every key written twice in one mapping: YAML silently keeps the last, so a pasted
+    journey whose name was left unchanged would replace the first one."""
+    seen: set[int] = set()  # aliases can make a node appear twice (or inside itself)
+
+    def walk(node: Any, where: str) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, LineDict):
+            for key, line, first in node.repeated:
+                problems.add(
+                    line,
+                    f"{where}.{key}" if where else str(key),
+                    f"written twice in one mapping (first on line {first}); only this one counts",
+                    "rename one of them (a pasted block?) or delete it",
+                )
+            for key, value in node.items():
+                walk(value, f"{where}.{key}" if where else str(key))
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, f"{where}[{index}]")
+
+    walk(data, "")
 
 
 def load_yaml(text: str, file: str) -> Any:

@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from journeys.kit import BERLIN, HANA, NEW_YORK, TOKYO, at, ev, order, play, signup
+from journeys.kit import BERLIN, HANA, NEW_YORK, TOKYO, at, cart_add, ev, order, play, signup
 from nudge.events import Event
+from nudge.journeys import Engine, parse_journeys
 
 T0 = at("2026-11-22 10:00")
 
@@ -100,14 +101,13 @@ def test_seasonal_sends_pre_sale_launch_and_last_call_at_ten_local() -> None:
     """Active user: pre_sale 2 days before the start, launch on the first day, last_call on the
     last, each at 10:00 local."""
     played = play([login("2026-12-01 12:00", user=HANA)], until=at("2027-01-01 00:00"))
-    assert played.mails("seasonal") == [
-        ("seasonal", "pre_sale", "2026-12-24 10:00"),
-        ("seasonal", "launch", "2026-12-26 10:00"),
-        ("seasonal", "last_call", "2026-12-31 10:00"),
+    year_end = [c for c in played.commands if c.variables.get("campaign") == "year_end_2026"]
+    assert [(c.step, c.created_at) for c in year_end] == [
+        ("pre_sale", at("2026-12-24 10:00")),
+        ("launch", at("2026-12-26 10:00")),
+        ("last_call", at("2026-12-31 10:00")),
     ]
-    command = [c for c in played.commands if c.journey == "seasonal"][-1]
-    assert command.variables["campaign"] == "year_end_2026"
-    assert command.variables["starts_on"] == "2026-12-26"
+    assert year_end[-1].variables["starts_on"] == "2026-12-26"
 
 
 def test_seasonal_skips_users_inactive_for_90_days() -> None:
@@ -135,6 +135,108 @@ def test_seasonal_in_new_york_time() -> None:
     )
     (command,) = [c for c in played.commands if c.journey == "seasonal"]
     assert command.created_at == at("2026-12-24 10:00", NEW_YORK)
+
+
+def test_seasonal_sends_both_campaigns_due_at_the_same_moment() -> None:
+    """Shipped file: year_end_2026's last_call and new_year_2027's pre_sale (2 days before
+    02 Jan) are both due 31 Dec 10:00; each is decided, and the cap lets both go."""
+    played = play([login("2026-12-20 12:00", user=HANA)], until=at("2026-12-31 10:01"))
+    on_the_31st = [
+        (d.step, d.reason, d.at)
+        for d in played.decisions
+        if d.journey == "seasonal" and d.at >= at("2026-12-31 00:00")
+    ]
+    assert on_the_31st == [
+        ("pre_sale", "sent", at("2026-12-31 10:00")),
+        ("last_call", "sent", at("2026-12-31 10:00")),
+    ]
+    campaigns = [
+        (c.variables["campaign"], c.step)
+        for c in played.commands
+        if c.journey == "seasonal" and c.created_at == at("2026-12-31 10:00")
+    ]
+    assert campaigns == [("new_year_2027", "pre_sale"), ("year_end_2026", "last_call")]
+
+
+ONE_DAY_CAMPAIGN = """\
+version: 1
+journeys:
+  seasonal:
+    kind: marketing
+    trigger: {calendar: campaigns, active_within: 90d}
+    campaigns:
+      - {id: flash, title: Flash sale, starts_on: 2026-12-26, ends_on: 2026-12-26}
+    steps:
+      - {name: pre_sale, template: seasonal_pre_sale, wait: {from: start, days: -2, at: "10:00"}}
+      - {name: launch, template: seasonal_launch, wait: {from: start, at: "10:00"}}
+      - {name: last_call, template: seasonal_last_call, wait: {from: end, at: "10:00"}}
+"""
+
+
+def test_a_one_day_campaign_sends_launch_and_last_call() -> None:
+    """starts_on == ends_on: launch and last_call are due at the same moment, and both go."""
+    engine = Engine(parse_journeys(ONE_DAY_CAMPAIGN))
+    played = play(
+        [login("2026-12-01 12:00", user=HANA)], until=at("2026-12-27 00:00"), engine=engine
+    )
+    assert played.mails("seasonal") == [
+        ("seasonal", "pre_sale", "2026-12-24 10:00"),
+        ("seasonal", "launch", "2026-12-26 10:00"),
+        ("seasonal", "last_call", "2026-12-26 10:00"),
+    ]
+
+
+TWO_AUDIENCES = """\
+version: 1
+journeys:
+  members_flash:
+    kind: marketing
+    trigger: {calendar: campaigns, active_within: 7d}
+    campaigns:
+      - {id: flash, title: Members' flash sale, starts_on: 2026-12-10, ends_on: 2026-12-10}
+    steps:
+      - {name: launch, template: seasonal_launch, wait: {from: start, at: "10:00"}}
+  big_sale:
+    kind: marketing
+    trigger: {calendar: campaigns, active_within: 90d}
+    campaigns:
+      - {id: big, title: Big sale, starts_on: 2026-12-20, ends_on: 2026-12-20}
+    steps:
+      - {name: launch, template: seasonal_launch, wait: {from: start, at: "10:00"}}
+"""
+
+
+def test_a_user_outside_the_next_campaigns_audience_still_wakes_for_a_wider_one() -> None:
+    """Last active 25 Nov: outside the 7-day audience of the 10 Dec flash sale, inside the
+    90-day one of the 20 Dec sale, which is sent on time (no other event wakes the user)."""
+    engine = Engine(parse_journeys(TWO_AUDIENCES))
+    played = play(
+        [login("2026-11-25 12:00", user=HANA)], until=at("2026-12-21 00:00"), engine=engine
+    )
+    assert played.mails("members_flash") == []
+    assert played.mails("big_sale") == [("big_sale", "launch", "2026-12-20 10:00")]
+
+
+def test_seasonal_sends_due_together_still_meet_the_frequency_cap() -> None:
+    """A cart reminder at 09:30 and two seasonal sends at 10:00: the cap (2 per 24 h) lets one
+    seasonal send go and drops the other as `frequency_capped`, with a decision for each."""
+    played = play(
+        [
+            login("2026-12-20 12:00", user=HANA),
+            cart_add(at("2026-12-31 08:30")),
+        ],
+        until=at("2026-12-31 10:01"),
+    )
+    on_the_31st = [
+        (d.step, d.reason)
+        for d in played.decisions
+        if d.journey in ("seasonal", "cart_abandonment") and d.at >= at("2026-12-31 09:00")
+    ]
+    assert on_the_31st == [
+        ("reminder_1", "sent"),
+        ("pre_sale", "sent"),
+        ("last_call", "frequency_capped"),
+    ]
 
 
 def test_seasonal_counts_an_order_as_activity() -> None:

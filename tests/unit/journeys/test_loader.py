@@ -72,6 +72,24 @@ def test_a_good_file_loads() -> None:
          "journeys.thanks.steps[0].wait.at", "as a number", "quote"),
         ("    steps:", "    stepz:", 6, "journeys.thanks.stepz", "unknown field",
          "did you mean 'steps'?"),
+        # A pasted journey whose name was left unchanged would replace the first one.
+        ("journeys:\n", "journeys:\n  thanks:\n    trigger: {event: user.signed_up}\n"
+         "    steps: [{name: welcome, template: welcome}]\n", 6, "journeys.thanks",
+         "written twice in one mapping (first on line 3)", "rename one"),
+        ("wait: {delay: 1h}", "wait: {delay: 1h, delay: 2h}", 7,
+         "journeys.thanks.steps[0].wait.delay", "written twice", "rename one"),
+        ("    kind: marketing", "    kind: marketing\n    enabled: flase", 5,
+         "journeys.thanks.enabled", "'flase' is not true or false", "true or false"),
+        ("wait: {delay: 1h}", "wait: {delay: 1h}, params: {coupon_percnet: 15}", 7,
+         "journeys.thanks.steps[0].params.coupon_percnet",
+         "template 'first_purchase_thank_you' has no parameter 'coupon_percnet'",
+         "did you mean 'coupon_percent'?"),
+        ("template: first_purchase_thank_you", "template: welcome, params: {discount: 5}", 7,
+         "journeys.thanks.steps[0].params.discount", "has no parameter", "takes no params"),
+        ("wait: {delay: 1h}}", "wait: {delay: 1h}}\n    variants: [{name: a, weight: 1, "
+         "params: {thank_you: {coupon_percnet: 15}}}]", 8,
+         "journeys.thanks.variants[0].params.thank_you.coupon_percnet", "has no parameter",
+         "did you mean 'coupon_percent'?"),
     ],
 )  # fmt: skip
 def test_a_bad_file_is_rejected_with_line_field_and_hint(
@@ -85,6 +103,22 @@ def test_a_bad_file_is_rejected_with_line_field_and_hint(
     assert got_line == line
     assert message_part in message
     assert hint_part in hint
+
+
+def test_params_enabled_and_merged_keys_that_are_right_are_accepted() -> None:
+    """Known params, `enabled: false`, and a key overriding one merged from an anchor load."""
+    text = GOOD.replace("    kind: marketing", "    kind: marketing\n    enabled: false")
+    text = text.replace("wait: {delay: 1h}", "wait: {<<: &w {delay: 1h}, delay: 2h}, "
+                        "params: {coupon_percent: 15, code_prefix: TY}")  # fmt: skip
+    journey = parse_journeys("templates: [mine]\n" + text).journey("thanks")
+    assert not journey.enabled
+    assert journey.steps[0].wait.delay_ms == 7_200_000
+    assert journey.steps[0].params == {"coupon_percent": 15, "code_prefix": "TY"}
+    # A template of the file's own receives whatever params it is given.
+    own = text.replace("template: first_purchase_thank_you", "template: mine")
+    own = own.replace("coupon_percent", "anything")
+    mine = parse_journeys("templates: [mine]\n" + own).journey("thanks")
+    assert mine.steps[0].params == {"anything": 15, "code_prefix": "TY"}
 
 
 def test_variant_weights_must_sum_to_one_or_a_hundred() -> None:

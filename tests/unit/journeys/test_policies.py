@@ -9,8 +9,9 @@ import pytest
 
 from journeys.kit import BERLIN, HANA, NEW_YORK, SHIPPED, TOKYO, at, cart_add, ev, order, play
 from nudge.commands import DeliveryRecord
+from nudge.events import Event
 from nudge.journeys import Engine
-from nudge.journeys.localtime import from_ms
+from nudge.journeys.localtime import from_ms, to_ms
 
 T0 = at("2026-11-22 10:00")
 
@@ -56,6 +57,73 @@ def test_a_fresh_opt_in_after_an_unsubscribe_subscribes_again() -> None:
         until=at("2026-11-23 12:00"),
     )
     assert played.steps("cart_abandonment") == ["reminder_1"]
+
+
+def _consent_change(change: str, stamped: str) -> Event:
+    when = at(f"2026-11-22 {stamped}")
+    if change == "unsubscribe":
+        return ev("user.unsubscribed", when, scope="marketing")
+    return ev("user.updated", when, user={"marketing_consent": change == "opt_in"})
+
+
+@pytest.mark.parametrize(
+    ("changes", "allowed"),
+    [
+        # (change, stamped), in order of arrival: an opt-in older than the last change is
+        # ignored; a withdrawal always applies, however late
+        ([("unsubscribe", "10:00"), ("opt_in", "09:00")], False),
+        ([("opt_out", "10:00"), ("opt_in", "09:00")], False),
+        ([("opt_in", "10:00"), ("unsubscribe", "09:00")], False),
+        ([("opt_in", "10:00"), ("opt_out", "09:00")], False),
+        # …and a late withdrawal does not let an opt-in older than the last change through
+        ([("opt_in", "10:00"), ("unsubscribe", "09:00"), ("opt_in", "09:30")], False),
+        ([("opt_in", "10:00"), ("unsubscribe", "09:00"), ("opt_in", "10:15")], True),
+        # in time order, or at the same time: the later arrival wins, as always
+        ([("unsubscribe", "10:00"), ("opt_in", "10:30")], True),
+        ([("unsubscribe", "10:00"), ("opt_in", "10:00")], True),
+        ([("opt_in", "10:00"), ("unsubscribe", "10:30")], False),
+    ],
+    ids=[
+        "late opt-in after unsubscribe",
+        "late opt-in after opt-out",
+        "late unsubscribe after opt-in",
+        "late opt-out after opt-in",
+        "late unsubscribe, then an opt-in older than the first opt-in",
+        "late unsubscribe, then a newer opt-in",
+        "opt-in after unsubscribe",
+        "opt-in at the unsubscribe's time",
+        "unsubscribe after opt-in",
+    ],
+)
+def test_a_delayed_opt_in_does_not_override_a_newer_change_and_a_withdrawal_always_applies(
+    changes: list[tuple[str, str]], allowed: bool
+) -> None:
+    """Signed up with consent at 08:00; the changes arrive from 10:45 on, one a minute."""
+    engine = Engine(SHIPPED)
+    signup = ev("user.signed_up", at("2026-11-22 08:00"), user=HANA)
+    state = engine.on_event(None, signup, signup.occurred_at).state
+    for minute, (change, stamped) in enumerate(changes):
+        arrival = at(f"2026-11-22 10:{45 + minute}")
+        state = engine.on_event(state, _consent_change(change, stamped), arrival).state
+    assert state is not None
+    assert state.marketing_allowed is allowed
+
+
+def test_an_unsubscribed_user_gets_no_cart_reminder_after_a_delayed_opt_in() -> None:
+    """Unsubscribe at 10:00, then a user.updated opt-in stamped 09:00 arrives at 10:31: the cart
+    added at 10:32 gets no reminder (`unsubscribed`)."""
+    engine = Engine(SHIPPED)
+    state = None
+    for event, arrival in [
+        (ev("user.signed_up", at("2026-11-22 08:00"), user=HANA), "08:00"),
+        (_consent_change("unsubscribe", "10:00"), "10:00"),
+        (_consent_change("opt_in", "09:00"), "10:31"),
+        (cart_add(at("2026-11-22 10:32")), "10:32"),
+    ]:
+        state = engine.on_event(state, event, at(f"2026-11-22 {arrival}")).state
+    assert state is not None
+    due = engine.on_due(state, at("2026-11-22 11:32"))
+    assert [(d.step, d.reason) for d in due.decisions] == [("reminder_1", "unsubscribed")]
 
 
 def test_unsubscribe_and_opt_in_publish_the_contact_policy() -> None:
@@ -194,6 +262,37 @@ def test_replaying_old_events_sends_transactional_but_not_stale_marketing() -> N
     assert ("first_purchase", "thank_you", "stale") in [
         (d.journey, d.step, d.reason) for d in outcome.decisions
     ]
+
+
+# A publisher whose clock runs ahead of ours: its events are taken as occurring on arrival.
+AHEAD = at("2026-11-22 19:00")  # stamped 9 h after T0, when it arrives
+
+
+def test_a_password_reset_stamped_ahead_of_our_clock_goes_at_once() -> None:
+    """Stamped 19:00, arriving 10:00: the reset link goes at 10:00, not 9 h late."""
+    reset = ev("password_reset.requested", AHEAD, user=HANA,
+               reset_url="https://shop.example/reset/abc",
+               expires_at="2026-11-22T10:30:00+09:00")  # fmt: skip
+    outcome = Engine(SHIPPED).on_event(None, reset, T0)
+    assert [(c.journey, c.created_at) for c in outcome.commands] == [("password_reset", T0)]
+
+
+def test_a_cart_change_stamped_ahead_waits_from_its_arrival() -> None:
+    """Stamped 19:00, arriving 10:00: reminder_1 is due 60 min after 10:00."""
+    outcome = Engine(SHIPPED).on_event(None, cart_add(AHEAD, user=HANA), T0)
+    assert outcome.wake_at == at("2026-11-22 11:00")
+
+
+def test_a_login_stamped_in_2099_is_activity_now() -> None:
+    """A login stamped 2099 is activity at its arrival: winback_1 comes 30 days later."""
+    engine = Engine(SHIPPED)
+    login = ev("user.logged_in", at("2099-01-01 00:00"), user=HANA)
+    first = engine.on_event(None, login, T0)
+    assert first.state is not None
+    assert first.state.last_active == to_ms(T0)
+    assert first.wake_at == at("2026-12-22 10:00")
+    later = engine.on_due(first.state, at("2026-12-22 10:00"))
+    assert [c.step for c in later.commands] == ["winback_1"]
 
 
 def test_on_due_early_changes_nothing() -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import orjson
 import pytest
 
 from journeys.kit import HANA, SHIPPED, at, cart_add, ev, order
 from nudge.journeys import Engine, StateDecodeError, UserState, decode_state, encode_state
+from nudge.journeys.localtime import to_ms
+from nudge.journeys.statecodec import VERSION
 
 T0 = at("2026-11-22 10:00")
 
@@ -48,9 +53,32 @@ def test_an_idle_user_with_a_full_profile_needs_under_one_kibibyte() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "message"),
-    [(b"[2]", "layout version 2"), (b"{}", "layout version None"), (b"[1, 2]", "unreadable")],
+    [
+        (b"[3]", "layout version 3"),
+        (b"{}", "layout version None"),
+        (b"[1, 2]", "unreadable"),
+        (b"[2, 2]", "unreadable"),
+    ],
 )
 def test_unreadable_state_says_what_to_do(raw: bytes, message: str) -> None:
     """A future layout or corrupt bytes raise StateDecodeError naming the problem."""
     with pytest.raises(StateDecodeError, match=message):
         decode_state(raw)
+
+
+def test_a_state_stored_in_layout_1_still_reads() -> None:
+    """Layout 1 (before `consent_at`, the time of the last consent change) reads as the same
+    state with that time unknown; the next consent change, whenever stamped, applies."""
+    state = _busy_state()
+    assert state is not None
+    assert state.consent_at == to_ms(T0)
+    _, *fields, _consent_at = orjson.loads(encode_state(state))
+    stored = orjson.dumps([1, *fields])
+    old = decode_state(stored)
+    assert old == replace(state, consent_at=None)
+    assert VERSION == 2
+    out = Engine(SHIPPED).on_event(
+        old, ev("user.unsubscribed", at("2026-11-01 10:00"), scope="marketing"), T0
+    )
+    assert out.state is not None
+    assert not out.state.marketing_allowed
