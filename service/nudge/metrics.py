@@ -94,8 +94,8 @@ EVENT_PROCESSING = Histogram(
 )
 PROCESSING_ERRORS = Counter(
     "nudge_processing_errors_total",
-    "Records or timers the engine failed on (logged with traceback), by source (events, "
-    "deliveries, ticks).",
+    "Records or timers that failed on a bug rather than on bad input (logged with traceback), "
+    "by source: the processor's events, deliveries and ticks, the sender's send-commands.",
     ["source"],
 )
 

@@ -3,6 +3,10 @@
 A token is `base64url(payload JSON) "." base64url(HMAC-SHA256(secret, purpose "|" payload))`. The
 purpose is part of the MAC, so an open-pixel token cannot be replayed as an unsubscribe token, and
 the payload carries its own expiry. Verification is constant-time and fails closed.
+
+Each part is at most `MAX_PART` characters: `verify` refuses longer ones (it is fed by anyone on
+the internet), so `sign` refuses to make them — a `PermanentError` (`link_too_long`) that
+dead-letters the mail, instead of a link that could never work.
 """
 
 from __future__ import annotations
@@ -12,9 +16,14 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import orjson
+
+from nudge.errors import PermanentError
+
+MAX_PART: Final = 4096
+"""The longest token part (base64url characters) `verify` accepts and `sign` produces."""
 
 
 class InvalidToken(ValueError):
@@ -29,10 +38,15 @@ def sign(
     now: datetime,
     ttl: timedelta,
 ) -> str:
+    """A token for `payload`, valid for `ttl`; `PermanentError` (`link_too_long`) if it would be
+    longer than `verify` accepts."""
     body = dict(payload)
     body["exp"] = int((now + ttl).timestamp())
     raw = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-    return f"{_b64(raw)}.{_b64(_mac(secret, purpose, raw))}"
+    body_part = _b64(raw)
+    if len(body_part) > MAX_PART:
+        raise PermanentError(_too_long(payload, purpose, len(body_part)), reason="link_too_long")
+    return f"{body_part}.{_b64(_mac(secret, purpose, raw))}"
 
 
 def verify(token: str, *, purpose: str, secret: bytes, now: datetime) -> dict[str, Any]:
@@ -57,6 +71,20 @@ def verify(token: str, *, purpose: str, secret: bytes, now: datetime) -> dict[st
     return body
 
 
+def _too_long(payload: Mapping[str, Any], purpose: str, size: int) -> str:
+    longest = max(payload, key=lambda name: len(str(payload[name])), default=None)
+    shown = ""
+    if longest is not None:
+        value = repr(payload[longest])
+        value = value if len(value) <= 120 else value[:120] + "…"
+        shown = f"; its longest field {longest!r} is {value}"
+    return (
+        f"a {purpose} link's token would be {size} characters, more than the {MAX_PART} that "
+        f"verification accepts, so the link could never work{shown}: shorten that value (a "
+        "shorter URL, fewer query parameters)"
+    )
+
+
 def _mac(secret: bytes, purpose: str, raw: bytes) -> bytes:
     return hmac.new(secret, purpose.encode() + b"|" + raw, hashlib.sha256).digest()
 
@@ -66,7 +94,7 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    if not text or len(text) > 4096:
+    if not text or len(text) > MAX_PART:
         raise ValueError("bad length")
     data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     # Base64 lets several strings decode to the same bytes (the spare bits of the last character);

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from nudge.errors import PermanentError
 from nudge.tokens import InvalidToken, sign, verify
 
 SECRET = b"k" * 32
@@ -65,3 +66,29 @@ def test_garbage_is_refused_without_crashing(garbage: str) -> None:
     """Malformed input is an InvalidToken, never another exception."""
     with pytest.raises(InvalidToken):
         verify(garbage, purpose="unsubscribe", secret=SECRET, now=NOW)
+
+
+@pytest.mark.parametrize("length", [2_900, 3_000, 3_050, 3_100, 3_500, 10_000])
+def test_every_token_sign_makes_verifies(length: int) -> None:
+    """`sign` and `verify` agree on the longest token: what is signed verifies, or is refused
+    when signed (`link_too_long`, naming the value) — never a link that can not work."""
+    payload = {**PAYLOAD, "url": "https://shop.example.com/?q=" + "x" * length}
+    refused: PermanentError | None = None
+    try:
+        signed = sign(payload, purpose="click", secret=SECRET, now=NOW, ttl=timedelta(days=1))
+    except PermanentError as err:
+        refused = err
+    if refused is None:
+        assert verify(signed, purpose="click", secret=SECRET, now=NOW) == payload
+    else:
+        assert refused.reason == "link_too_long"
+        assert "'url'" in str(refused)
+        assert "https://shop.example.com/?q=xxx" in str(refused)
+
+
+def test_a_url_too_long_for_a_token_is_refused_when_signed() -> None:
+    """A 3,500-character target would make a token over the verify limit: refused at once."""
+    payload = {**PAYLOAD, "url": "https://shop.example.com/?q=" + "x" * 3_500}
+    with pytest.raises(PermanentError, match="more than the 4096") as caught:
+        sign(payload, purpose="click", secret=SECRET, now=NOW, ttl=timedelta(days=1))
+    assert caught.value.reason == "link_too_long"

@@ -36,7 +36,11 @@ class Composed:
 def compose(
     command: SendCommand, *, settings: Settings, renderer: Renderer, now: datetime
 ) -> Composed:
-    """Render and build the mail for `command`; `TemplateError`/`InvalidCommand` if impossible."""
+    """Render and build the mail for `command`; a `PermanentError` if impossible.
+
+    `TemplateError`, `InvalidCommand` (`unsafe_header`, `invalid_address`, `invalid_header`), or
+    `link_too_long` from `nudge.tokens` for a link whose token the link service would refuse.
+    """
     shop_name, envelope_from, domain = sender_identity(settings.mail_from)
     check_header("X-Nudge-Idempotency-Key", command.idempotency_key)
     ref = MailRef(

@@ -2,12 +2,17 @@
 
 `Delivery.handle` decodes the record, takes the idempotency key's lock (two copies of one command
 in this process never race), checks the ledger (already sent → `duplicate`), the suppression
-list and contact policy (→ `suppressed`), waits for the recipient domain's throttle, renders and
-builds the mail (a broken template → dead-letter + `failed`), records `sending` in the ledger
-(acknowledged before the SMTP transaction starts), sends through the `Mailer`, classifies the
-reply and records the outcome: the ledger, a delivery record, and a retry, suppression or dead
-letter. It returns only when every one of those writes is acknowledged — then, and only then,
-may the offset be committed.
+list and contact policy (→ `suppressed`), waits for the recipient domain's throttle and a send
+slot, checks the ledger and the gate once more (they may have changed during the waits), renders
+and builds the mail (a broken template or a bad address → dead-letter + `failed`), records
+`sending` in the ledger (acknowledged before the SMTP transaction starts), sends through the
+`Mailer`, classifies the reply and records the outcome: the ledger, a delivery record, and a
+retry, suppression or dead letter. It returns only when every one of those writes is
+acknowledged — then, and only then, may the offset be committed.
+
+An unexpected exception while decoding or composing (pure functions of the record) dead-letters
+that one command as `processing_error`, logged with its traceback; an exception from `Outputs`
+(Kafka) propagates, and the service stops without committing.
 """
 
 from __future__ import annotations
@@ -87,6 +92,32 @@ class KeyLocks:
                 self._locks[key] = (lock, users - 1)
 
 
+def _processing_error(
+    err: Exception, doing: str, source: Source, fields: dict[str, Any] | None = None
+) -> PermanentError:
+    """Log `err` with its traceback, count it, and wrap it for the dead-letter topic.
+
+    Decoding and composing are pure functions of the record: an unexpected exception there would
+    fail again on every redelivery, so stopping the sender (and pinning the offset) would only
+    turn one bad record into a stopped partition. Output errors stay fatal: they are not here.
+    """
+    log.error(
+        "sender.processing_error",
+        doing=doing,
+        topic=source.topic,
+        partition=source.partition,
+        offset=source.offset,
+        exc_info=err,
+        **(fields or {}),
+    )
+    metrics.PROCESSING_ERRORS.labels(source="send-commands").inc()
+    return PermanentError(
+        f"{doing} failed unexpectedly ({type(err).__name__}: {str(err)[:200]}); a bug in the "
+        "sender for this input: see the `sender.processing_error` log line for the traceback",
+        reason="processing_error",
+    )
+
+
 async def _recorded() -> None:
     """The `before_data` hook: "sending" is already acknowledged when the transaction starts."""
 
@@ -136,6 +167,10 @@ class Delivery:
             log.warning("sender.invalid_command", reason=err.reason, error=str(err))
             await self.outputs.write_many([self._dead_letter(record, source, err)])
             return
+        except Exception as err:  # a bug on this record's bytes: dead-letter it, keep going
+            error = _processing_error(err, "decoding the command", source)
+            await self.outputs.write_many([self._dead_letter(record, source, error)])
+            return
         # Plain keyword arguments for the one log line per outcome, not `log.bind(...)`: binding
         # builds a logger per mail (twice, with the reply), even when the level filters it out.
         fields: dict[str, Any] = {
@@ -157,32 +192,29 @@ class Delivery:
         attempt: int,
         fields: dict[str, Any],
     ) -> None:
-        key = command.idempotency_key
-        if self.ledger.is_done(key):
-            log.info("sender.duplicate", **fields)
-            await self.outputs.write_many(
-                [self._record(command, "duplicate", attempt, reason="already_sent")]
-            )
-            return
-        blocked = self.gate.blocked(command)
-        if blocked is not None:
-            log.info("sender.suppressed", reason=blocked, **fields)
-            await self.outputs.write_many(
-                [self._record(command, "suppressed", attempt, reason=blocked)]
-            )
+        if await self._stopped(command, attempt, fields):
             return
         await self.throttle.acquire(command.to)
         async with self.slots:
+            # Again after the waits, right before `sending`: an unsubscribe, a deletion, a bounce
+            # of another mail to this address or another instance's `sent` may have arrived while
+            # this mail waited for its domain's bucket or a slot. No await until `sending`.
+            if await self._stopped(command, attempt, fields):
+                return
             try:
                 composed = compose(
                     command, settings=self.settings, renderer=self.renderer, now=self.clock()
                 )
-            except PermanentError as err:
-                log.warning("sender.unrenderable", reason=err.reason, error=str(err), **fields)
+            except Exception as err:
+                if isinstance(err, PermanentError):
+                    log.warning("sender.unrenderable", reason=err.reason, error=str(err), **fields)
+                    error = err
+                else:  # compose is pure: a bug on this command's data; dead-letter it, keep going
+                    error = _processing_error(err, "composing the mail", source, fields)
                 await self.outputs.write_many(
                     [
-                        self._dead_letter(record, source, err),
-                        self._record(command, "failed", attempt, reason=err.reason),
+                        self._dead_letter(record, source, error),
+                        self._record(command, "failed", attempt, reason=error.reason),
                     ]
                 )
                 return
@@ -208,6 +240,23 @@ class Delivery:
             reason=verdict.reason,
             **fields,
         )
+
+    async def _stopped(self, command: SendCommand, attempt: int, fields: dict[str, Any]) -> bool:
+        """Record `duplicate` (key already sent) or `suppressed` (gate) and say so; else False."""
+        if self.ledger.is_done(command.idempotency_key):
+            log.info("sender.duplicate", **fields)
+            await self.outputs.write_many(
+                [self._record(command, "duplicate", attempt, reason="already_sent")]
+            )
+            return True
+        blocked = self.gate.blocked(command)
+        if blocked is not None:
+            log.info("sender.suppressed", reason=blocked, **fields)
+            await self.outputs.write_many(
+                [self._record(command, "suppressed", attempt, reason=blocked)]
+            )
+            return True
+        return False
 
     async def _outcome(
         self,

@@ -7,6 +7,9 @@ text can be expressed in it (otherwise UTF-8 again: a readable mail beats a reje
 
 Every header value is checked first: a CR, LF or other control character anywhere is an
 `InvalidCommand` with reason `unsafe_header` — the command is dead-lettered, never "cleaned".
+Values that go out as they are (addresses, Message-ID, X-Nudge-*, List-*) must be ASCII: a
+non-ASCII recipient is `invalid_address` (no SMTPUTF8, RFC 6531), any other such value
+`invalid_header`. Display names and the subject are RFC 2047-encoded instead.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Final, Literal
 
 from nudge.codec import is_clean_text, is_valid_email
 from nudge.errors import InvalidCommand
+from nudge.logs import mask_email
 
 Charset = Literal["utf-8", "iso-2022-jp"]
 CRLF: Final = "\r\n"
@@ -66,20 +70,56 @@ def check_header(name: str, value: str) -> str:
     return value
 
 
+def check_raw_header(name: str, value: str) -> str:
+    """`value` if it may go as it is (not encoded) into header `name`; `InvalidCommand` if not.
+
+    Reason `unsafe_header` for a control character, `invalid_header` for a non-ASCII character.
+    """
+    check_header(name, value)
+    if not value.isascii():
+        raise InvalidCommand(
+            f"the {name} header is written as it is and must be ASCII, but its value would be "
+            f"{value[:60]!r}; use ASCII at its source (journey and step names in the journeys "
+            "file, the idempotency key, NUDGE_PUBLIC_URL)",
+            reason="invalid_header",
+        )
+    return value
+
+
+def check_recipient(address: str) -> str:
+    """`address` if it can be the To header and RCPT TO; `InvalidCommand(invalid_address)` if not.
+
+    A non-ASCII address (`ｈａｎａ@example.jp`, `hana@日本.jp`) would need SMTPUTF8 (RFC 6531) or
+    IDNA, which the sender does not do: it is refused, and the command dead-lettered.
+    """
+    if not address.isascii():
+        local, at, _ = address.rpartition("@")
+        where = "domain" if at and local.isascii() else "local part" if at else "text"
+        raise InvalidCommand(
+            f"the recipient address (field `to`, {mask_email(address)!r}) has non-ASCII "
+            f"characters in its {where}; internationalised addresses (SMTPUTF8, IDNA) are not "
+            "supported: fix the address at its source (full-width letters are a common slip)",
+            reason="invalid_address",
+        )
+    if not is_valid_email(address):
+        raise InvalidCommand(
+            f"the recipient address (field `to`) {address[:80]!r} is not an email address",
+            reason="invalid_address",
+        )
+    return address
+
+
 def build(mail: Mail) -> bytes:
     """The complete message as bytes with CRLF line endings."""
     charset = mail.charset
     if charset != "utf-8" and not _encodable(mail, charset):
         charset = "utf-8"
-    if not is_valid_email(mail.to_address):
-        raise InvalidCommand(f"recipient {mail.to_address!r} is not an email address")
-    for name, value in (
-        ("Message-ID", mail.message_id),
-        ("From", mail.sender),
-        ("Subject", mail.subject),
-        *mail.headers,
-    ):
-        check_header(name, value)
+    check_recipient(mail.to_address)
+    check_header("From", mail.sender)
+    check_header("Subject", mail.subject)
+    check_raw_header("Message-ID", mail.message_id)
+    for name, value in mail.headers:
+        check_raw_header(name, value)
     if mail.to_name is not None:
         check_header("To", mail.to_name)
     boundary = "=_nudge_" + hashlib.sha256(mail.message_id.encode()).hexdigest()[:24]
@@ -115,7 +155,9 @@ def _encodable(mail: Mail, charset: Charset) -> bool:
 
 def _encode_text(header_name: str, value: str, charset: Charset) -> str:
     """RFC 2047 `B` encoded words of at most 75 characters, folded; plain ASCII stays plain."""
-    if value.isascii():
+    # ASCII holding "=?" would be decoded by a reader as an encoded word (display spoofing, e.g.
+    # a variable carrying `=?utf-8?b?…?=`): encode it ourselves, as `_to` does for names.
+    if value.isascii() and "=?" not in value:
         if len(header_name) + len(value) < 76:
             return value
         return Header(value, "us-ascii", header_name=header_name).encode(linesep=CRLF)
@@ -184,6 +226,11 @@ def _address(configured: str, charset: Charset) -> str:
     name, address = parseaddr(configured)
     if not address or "@" not in address:
         raise InvalidCommand(f"NUDGE_MAIL_FROM={configured!r} has no address")
+    if not address.isascii():
+        raise InvalidCommand(
+            f"NUDGE_MAIL_FROM={configured!r}: the address must be ASCII (no SMTPUTF8)",
+            reason="invalid_header",
+        )
     return _to(name or None, address, charset)
 
 

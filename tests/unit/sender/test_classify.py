@@ -59,3 +59,37 @@ def test_classify(
 def test_enhanced_code_is_read_only_at_the_start(message: str, expected: str | None) -> None:
     """The enhanced status code is the first token of the reply text, per RFC 3463."""
     assert enhanced_code(message) == expected
+
+
+@pytest.mark.parametrize(
+    ("stage", "code", "message", "action"),
+    [
+        # A bad recipient address, in reply to RCPT TO or (one recipient per mail) after DATA.
+        ("rcpt", 550, "5.1.1 <hana@example.jp>: Recipient address rejected", "bounce"),
+        ("rcpt", 553, "5.1.3 Bad destination mailbox address syntax", "bounce"),
+        ("rcpt", 550, "5.1.10 Null MX", "bounce"),
+        ("data", 550, "5.1.1 Mailbox does not exist", "bounce"),
+        ("rcpt", 550, "4.1.1 Mailbox unknown (inconsistent class: permanent)", "bounce"),
+        # X.1.7 and X.1.8 are about the *sender's* address, at whatever stage they come.
+        ("mail", 553, "5.1.7 Bad sender address syntax", "fail"),
+        ("mail", 550, "5.1.8 Sender address rejected: Domain not found", "fail"),
+        ("rcpt", 550, "5.1.8 Sender address rejected: Domain not found", "fail"),
+        ("data", 553, "5.1.7 Bad sender address syntax", "fail"),
+        # Anything refused at MAIL FROM or at the greeting is not about the recipient.
+        ("mail", 550, "5.1.1 Mailbox unknown", "fail"),
+        ("mail", 553, "5.1.3 Bad address syntax", "fail"),
+        ("mail", 550, "User unknown", "fail"),
+        ("connect", 554, "5.1.0 No service", "fail"),
+        # 2.1.x is no failure, whatever the basic code says.
+        ("rcpt", 550, "2.1.5 Recipient OK", "fail"),
+    ],
+)
+def test_only_a_reply_about_the_recipient_suppresses_it(
+    stage: str, code: int, message: str, action: str
+) -> None:
+    """SPEC §4: a 5.1.x about the recipient's address bounces (and suppresses); one about the
+    sender's address (X.1.7, X.1.8, RFC 3463) or at the MAIL stage fails the command only."""
+    verdict = classify(Reply(code=code, message=message, stage=stage))
+    assert verdict.action == action
+    expected_reason = "bad_address" if action == "bounce" else f"smtp_{code}"
+    assert verdict.reason == expected_reason

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
-from nudge.codec import decode_delivery, encode_command
-from nudge.commands import DeliveryRecord
+from nudge.codec import decode_command, decode_delivery, encode_command
+from nudge.commands import DeliveryRecord, SendCommand
 from nudge.deadletter import read_headers
 from nudge.policy import ContactPolicy, encode_policy
+from nudge.sender import deliver
 from nudge.sender.classify import CONNECTION_ERROR, Reply
-from nudge.sender.deliver import Delivery, RecordingOutputs
-from nudge.sender.ledger import KeyLedger
+from nudge.sender.deliver import Delivery, RecordingOutputs, Write
+from nudge.sender.ledger import KeyLedger, encode_entry
 from nudge.sender.pool import RecordingMailer
-from nudge.sender.render import Renderer
+from nudge.sender.render import RenderedMail, Renderer, sample_variables
 from nudge.sender.retry import read_retry_headers
 from nudge.sender.suppression import Gate
 from nudge.sender.throttle import DomainThrottle
@@ -52,22 +57,35 @@ class Rig:
         return [decode_delivery(v) for _, v, _ in self.on("t.deliveries")]
 
 
-@pytest.fixture
-def rig() -> Rig:
+def make_rig(
+    *,
+    renderer: Renderer | None = None,
+    throttle: DomainThrottle | None = None,
+    outputs: RecordingOutputs | None = None,
+) -> Rig:
     mailer = RecordingMailer()
-    outputs = RecordingOutputs()
+    outputs = outputs or RecordingOutputs()
     delivery = Delivery(
         SETTINGS,
         mailer=mailer,
-        renderer=Renderer(),
+        renderer=renderer or Renderer(),
         ledger=KeyLedger(),
         gate=Gate(),
         outputs=outputs,
-        throttle=DomainThrottle([]),
+        throttle=throttle or DomainThrottle([]),
         clock=lambda: NOW,
         rand=lambda: 0.5,
     )
     return Rig(delivery=delivery, mailer=mailer, outputs=outputs)
+
+
+@pytest.fixture
+def rig() -> Rig:
+    return make_rig()
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def test_accepted_mail_is_recorded_sending_then_sent(rig: Rig) -> None:
@@ -179,6 +197,176 @@ async def test_undecodable_and_unrenderable_commands_are_dead_lettered(rig: Rig)
     reasons = [h["nudge-error-reason"] for _, _, h in rig.on("t.send-commands-dlt")]
     assert reasons == ["malformed_json", "missing_variable"]
     assert [(r.status, r.reason) for r in rig.deliveries()] == [("failed", "missing_variable")]
+    assert rig.mailer.sent == []
+
+
+@pytest.mark.parametrize("to", ["ｈａｎａ@example.jp", "hana@日本.jp"])
+async def test_a_non_ascii_recipient_is_dead_lettered_and_the_next_command_is_sent(
+    rig: Rig, to: str
+) -> None:
+    """No SMTPUTF8: the command fails as `invalid_address` (DLT + `failed`), nothing stops."""
+    await rig.delivery.handle(Record(encode_command(command(to=to))), 1)
+    await rig.delivery.handle(Record(encode_command(command(idempotency_key="k-2")), offset=8), 1)
+    ((_, _, headers),) = rig.on("t.send-commands-dlt")
+    assert headers["nudge-error-reason"] == "invalid_address"
+    assert "field `to`" in headers["nudge-error-message"]
+    assert [(r.status, r.reason) for r in rig.deliveries()] == [
+        ("failed", "invalid_address"),
+        ("sent", None),
+    ]
+    assert [recipient for _, recipient, _ in rig.mailer.sent] == ["hana@example.jp"]
+
+
+@pytest.mark.parametrize("field", ["journey", "step", "idempotency_key"])
+async def test_a_non_ascii_header_value_is_dead_lettered(rig: Rig, field: str) -> None:
+    """A journey, step or key that cannot go into its X-Nudge-* header: `invalid_header`."""
+    await rig.delivery.handle(Record(encode_command(command(**{field: "春のセール"}))), 1)
+    ((_, _, headers),) = rig.on("t.send-commands-dlt")
+    assert headers["nudge-error-reason"] == "invalid_header"
+    assert [(r.status, r.reason) for r in rig.deliveries()] == [("failed", "invalid_header")]
+    assert rig.mailer.sent == []
+
+
+class BrokenRenderer(Renderer):
+    """A renderer with a bug that shows only on some input (a fake, not a mock)."""
+
+    def render(
+        self, template: str, locale: str | None, variables: Mapping[str, Any]
+    ) -> RenderedMail:
+        if variables.get("order_id") == "o-bug":
+            raise KeyError("a bug")
+        return super().render(template, locale, variables)
+
+
+async def test_an_unexpected_error_composing_dead_letters_that_command_only() -> None:
+    """A bug in compose fails its command as `processing_error` (traceback logged, counted);
+    the service does not stop, and the next command is sent."""
+    rig = make_rig(renderer=BrokenRenderer())
+    variables = {**sample_variables()["order_confirmation"], "order_id": "o-bug"}
+    before = sample("nudge_processing_errors_total", source="send-commands")
+    with capture_logs() as logged:
+        await rig.delivery.handle(Record(encode_command(command(variables=variables))), 1)
+    await rig.delivery.handle(Record(encode_command(command(idempotency_key="k-2")), offset=8), 1)
+    ((_, _, headers),) = rig.on("t.send-commands-dlt")
+    assert headers["nudge-error-reason"] == "processing_error"
+    assert "KeyError" in headers["nudge-error-message"]
+    assert [(r.status, r.reason) for r in rig.deliveries()] == [
+        ("failed", "processing_error"),
+        ("sent", None),
+    ]
+    assert len(rig.mailer.sent) == 1
+    (error,) = [e for e in logged if e["event"] == "sender.processing_error"]
+    assert isinstance(error["exc_info"], KeyError)
+    assert sample("nudge_processing_errors_total", source="send-commands") == before + 1
+
+
+async def test_an_unexpected_error_decoding_dead_letters_that_record_only(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the decoder on one record's bytes: `processing_error` on the DLT, no stop."""
+
+    def decode(raw: bytes | None) -> SendCommand:
+        if raw == b'{"kind": ["marketing"]}':
+            raise TypeError("unhashable type: 'list'")
+        return decode_command(raw)
+
+    monkeypatch.setattr(deliver, "decode_command", decode)
+    with capture_logs() as logged:
+        await rig.delivery.handle(Record(b'{"kind": ["marketing"]}'), 1)
+    await rig.delivery.handle(Record(encode_command(command()), offset=8), 1)
+    ((_, value, headers),) = rig.on("t.send-commands-dlt")
+    assert value == b'{"kind": ["marketing"]}'
+    assert headers["nudge-error-reason"] == "processing_error"
+    assert [r.status for r in rig.deliveries()] == ["sent"]
+    assert any(e.get("exc_info") for e in logged if e["event"] == "sender.processing_error")
+
+
+class FailingOutputs(RecordingOutputs):
+    """Outputs whose broker is gone."""
+
+    async def write_many(self, writes: Sequence[Write]) -> None:
+        raise ConnectionError("broker unreachable")
+
+
+async def test_an_output_error_still_stops_the_command() -> None:
+    """Kafka errors are not the record's fault: they propagate (the service stops, uncommitted),
+    also while a bad command is being dead-lettered."""
+    rig = make_rig(outputs=FailingOutputs())
+    with pytest.raises(ConnectionError):
+        await rig.delivery.handle(Record(encode_command(command(to="ｈａｎａ@example.jp"))), 1)
+
+
+def withdraw_consent(gate: Gate) -> None:
+    policy = ContactPolicy(user_id="u-42", marketing_allowed=False, deleted=False, at=NOW)
+    gate.apply_policy("u-42", encode_policy(policy))
+
+
+def suppress_address(gate: Gate) -> None:
+    gate.apply_suppression("a@docomo.ne.jp", b'{"reason":"bounce"}')
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "status", "reason"),
+    [
+        (withdraw_consent, "suppressed", "no_marketing_consent"),
+        (suppress_address, "suppressed", "suppressed_address"),
+    ],
+)
+async def test_the_gate_is_checked_again_after_the_throttle_wait(
+    meanwhile: Callable[[Gate], None], status: str, reason: str
+) -> None:
+    """An unsubscribe or a bounce that arrives while a mail waits for its carrier's bucket
+    stops it: checked right before sending, not only before the wait."""
+    gate_holder: list[Gate] = []
+
+    async def sleep(seconds: float) -> None:
+        meanwhile(gate_holder[0])
+
+    throttle = DomainThrottle([("docomo.ne.jp", 1.0)], clock=lambda: 0.0, sleep=sleep)
+    bucket = throttle.bucket_for("a@docomo.ne.jp")
+    assert bucket is not None
+    bucket.take(0.0)  # this second's token is gone: the next mail waits
+    rig = make_rig(throttle=throttle)
+    gate_holder.append(rig.delivery.gate)
+    marketing = command(
+        to="a@docomo.ne.jp",
+        kind="marketing",
+        template="cart_reminder_1",
+        variables=sample_variables()["cart_reminder_1"],
+    )
+    await rig.delivery.handle(Record(encode_command(marketing)), 1)
+    assert rig.mailer.sent == []
+    assert [(r.status, r.reason) for r in rig.deliveries()] == [(status, reason)]
+    assert not rig.on("t.internal.sent-keys")  # never `sending`
+
+
+async def test_a_key_sent_elsewhere_during_the_wait_is_a_duplicate() -> None:
+    """Another instance's `sent` read while the mail waited: `duplicate`, no second mail."""
+    ledgers: list[KeyLedger] = []
+
+    async def sleep(seconds: float) -> None:
+        ledgers[0].apply("k-1", encode_entry("sent", command_id="c-1", at=NOW))
+
+    throttle = DomainThrottle([("example.jp", 1.0)], clock=lambda: 0.0, sleep=sleep)
+    bucket = throttle.bucket_for("hana@example.jp")
+    assert bucket is not None
+    bucket.take(0.0)
+    rig = make_rig(throttle=throttle)
+    ledgers.append(rig.delivery.ledger)
+    await rig.delivery.handle(Record(encode_command(command())), 1)
+    assert rig.mailer.sent == []
+    assert [(r.status, r.reason) for r in rig.deliveries()] == [("duplicate", "already_sent")]
+
+
+async def test_a_link_too_long_to_track_is_dead_lettered(rig: Rig) -> None:
+    """A click token verification would refuse: `link_too_long` on the DLT, the link named."""
+    variables = {**sample_variables()["browse_offer"], "product_id": "p" * 3500}
+    offer = command(kind="marketing", template="browse_offer", variables=variables)
+    await rig.delivery.handle(Record(encode_command(offer)), 1)
+    ((_, _, headers),) = rig.on("t.send-commands-dlt")
+    assert headers["nudge-error-reason"] == "link_too_long"
+    assert "/products/ppp" in headers["nudge-error-message"]
+    assert [(r.status, r.reason) for r in rig.deliveries()] == [("failed", "link_too_long")]
     assert rig.mailer.sent == []
 
 

@@ -126,13 +126,74 @@ def test_control_characters_in_a_subject_variable_are_refused() -> None:
 
 def test_a_bad_recipient_address_is_refused() -> None:
     """An address with a space or no domain never reaches RCPT or the To header."""
-    with pytest.raises(InvalidCommand):
+    with pytest.raises(InvalidCommand) as caught:
         compose(
             command(to="hana@example.jp\r\nBcc: x@y.z"),
             settings=SETTINGS,
             renderer=RENDERER,
             now=NOW,
         )
+    assert caught.value.reason == "invalid_address"
+
+
+@pytest.mark.parametrize(
+    ("address", "where"),
+    [
+        ("ｈａｎａ@example.jp", "local part"),
+        ("hana@日本.jp", "domain"),
+        ("hana@exämple.jp", "domain"),
+    ],
+)
+def test_a_non_ascii_recipient_address_is_refused(address: str, where: str) -> None:
+    """No SMTPUTF8: a full-width or internationalised address is `invalid_address`, naming `to`."""
+    with pytest.raises(InvalidCommand) as caught:
+        compose(command(to=address), settings=SETTINGS, renderer=RENDERER, now=NOW)
+    assert caught.value.reason == "invalid_address"
+    assert "field `to`" in str(caught.value)
+    assert f"non-ASCII characters in its {where}" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "header"),
+    [
+        ("journey", "X-Nudge-Journey"),
+        ("step", "X-Nudge-Step"),
+        ("idempotency_key", "X-Nudge-Idempotency-Key"),
+    ],
+)
+def test_a_non_ascii_value_for_a_header_written_as_is_is_refused(field: str, header: str) -> None:
+    """X-Nudge-* values go out unencoded, so they must be ASCII: `invalid_header`, named."""
+    with pytest.raises(InvalidCommand) as caught:
+        compose(command(**{field: "春のセール"}), settings=SETTINGS, renderer=RENDERER, now=NOW)
+    assert caught.value.reason == "invalid_header"
+    assert header in str(caught.value)
+    assert "春のセール" in str(caught.value)
+
+
+def test_an_encoded_word_in_an_ascii_subject_is_shown_as_written() -> None:
+    """A variable carrying `=?utf-8?b?…?=` cannot make a client display other text (RFC 2047)."""
+    spoof = "=?utf-8?b?5pSv5omV44GE44GM5aSx5pWX44GX44G+44GX44Gf?="  # "支払いが失敗しました"
+    variables = {**sample_variables()["order_confirmation"], "order_id": spoof}
+    composed = compose(
+        command(locale="en", variables=variables), settings=SETTINGS, renderer=RENDERER, now=NOW
+    )
+    assert f"Subject: Thank you for your order ({spoof})".encode() not in composed.raw
+    assert parse(composed.raw)["Subject"] == f"Thank you for your order ({spoof})"
+
+
+def test_a_link_too_long_to_track_is_refused_naming_it() -> None:
+    """A click token `verify` would refuse is never made: `link_too_long`, the value named."""
+    variables = {**sample_variables()["browse_offer"], "product_id": "p" * 3500}
+    with pytest.raises(PermanentError) as caught:
+        compose(
+            command(kind="marketing", template="browse_offer", variables=variables),
+            settings=SETTINGS,
+            renderer=RENDERER,
+            now=NOW,
+        )
+    assert caught.value.reason == "link_too_long"
+    assert "'url'" in str(caught.value)
+    assert "https://shop.example.com/products/ppp" in str(caught.value)
 
 
 @pytest.mark.parametrize(
