@@ -53,7 +53,7 @@ EVENTS_CONSUMED = Counter(
 )
 EVENTS_IGNORED = Counter(
     "nudge_events_ignored_total",
-    "Events read but not acted on, by reason (unknown_type, duplicate_event).",
+    "Events read but not acted on, by reason (unknown_type, duplicate_event, before_deletion).",
     ["reason"],
 )
 DEAD_LETTERED = Counter(

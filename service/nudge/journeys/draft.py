@@ -2,7 +2,7 @@
 
 The engine changes many fields per event; copying into a draft and freezing once at the end
 costs one object instead of one `dataclasses.replace` per change (the hot path of simulate).
-Freezing copies the fields into a new `UserState` when mypyc compiled the engine (twenty-one
+Freezing copies the fields into a new `UserState` when mypyc compiled the engine (twenty-two
 native stores), and turns the draft itself into the `UserState` when it runs interpreted (see
 `state.py` on how frozen values are built on the hot path).
 """
@@ -44,6 +44,7 @@ class Draft:
     touches: tuple[Touch, ...]
     seen: bytes
     seasonal_cursor: int
+    deleted_at: int | None
 
     def __init__(self, state: UserState) -> None:
         self.user_id = state.user_id
@@ -67,12 +68,13 @@ class Draft:
         self.touches = state.touches
         self.seen = state.seen
         self.seasonal_cursor = state.seasonal_cursor
+        self.deleted_at = state.deleted_at
 
     def freeze(self) -> UserState:
         """This draft, turned into the `UserState` it describes; do not use the draft after.
 
         The two classes have the same slots, so the object can change class in place: no copy
-        of twenty-one fields into a new frozen object (most of an engine call's fixed cost), and
+        of twenty-two fields into a new frozen object (most of an engine call's fixed cost), and
         the result is an ordinary, frozen `UserState` (its own `__setattr__` refuses changes).
         Compiled, a copy instead (native classes cannot change class), at native speed.
         """
@@ -99,6 +101,7 @@ class Draft:
             state.touches = self.touches  # type: ignore[misc]
             state.seen = self.seen  # type: ignore[misc]
             state.seasonal_cursor = self.seasonal_cursor  # type: ignore[misc]
+            state.deleted_at = self.deleted_at  # type: ignore[misc]
             return state
         object.__setattr__(self, "__class__", UserState)
         return cast(UserState, self)

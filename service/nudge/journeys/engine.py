@@ -7,9 +7,14 @@
 No clock is read and no I/O happens here: the processor passes wall-clock `now`, the simulator
 passes event time, and both get the same decisions. An event stamped later than `now` (a
 publisher's clock ahead of ours) is taken as occurring at `now`, for every time derived from it.
-Per event the order is: de-duplicate, erase on deletion, merge the profile, update facts (cart,
-views, orders, activity, unsubscribe), attribute conversions, exit runs (instant exits), start
-runs (triggers and re-entry), schedule calendar runs, then fire everything due at `now`.
+Per event the order is: ignore it if stamped before the user's deletion, de-duplicate, erase on
+deletion, merge the profile, update facts (cart, views, orders, activity, unsubscribe), attribute
+conversions, exit runs (instant exits), start runs (triggers and re-entry), schedule calendar
+runs, then fire everything due at `now`.
+
+A deletion leaves a tombstone (`UserState.tombstone`: the deletion time, nothing else) for
+`TOMBSTONE_MS`, so that the deleted user's events delivered late are ignored rather than
+starting a new user from their profile; an event stamped at or after the deletion starts one.
 """
 
 from __future__ import annotations
@@ -53,6 +58,14 @@ from nudge.journeys.timing import Timing
 from nudge.policy import ContactPolicy
 
 MAX_SUPPRESSED: Final = 4
+# How long a deleted user's tombstone is kept after the deletion's own time, then erased. Events
+# of one user arrive in publish order, but an app's offline outbox or a publisher's retry queue
+# can deliver one stamped before the deletion after it; within this window it is recognised as
+# the deleted user's and ignored (not a new user built from the deleted profile and mailed).
+# A week outlasts the retry queues and app outboxes we know of, and keeps what outlives a
+# deletion (an id and a time) short-lived. Not scaled by NUDGE_DELAY_SCALE: it is a tolerance
+# for publishers' lateness, like the staleness grace, not a wait.
+TOMBSTONE_MS: Final = 7 * 86_400_000
 # (state, commands, decisions, wake-up in epoch ms, contact policy): an `Outcome` before the
 # wake-up becomes a datetime.
 Result = tuple[
@@ -119,9 +132,15 @@ class Engine:
     def on_delivery(
         self, state: UserState | None, record: DeliveryRecord, now: datetime
     ) -> Outcome:
-        """A permanent address failure (5.1.x) suppresses that address for all mail."""
+        """A permanent address failure (5.1.x) suppresses that address for all mail.
+
+        A deleted user's tombstone records nothing (a mail sent before the deletion can bounce
+        after it, and no address is kept for a deleted user).
+        """
         if state is None:
             return Outcome(state=None)
+        if state.tombstone:
+            return Outcome(state=state, wake_at=self.wake_at(state))
         code = record.smtp_enhanced_code or ""
         address = record.to or state.email
         if record.status != "bounced" or not code.startswith("5.1.") or not address:
@@ -143,15 +162,32 @@ class Engine:
         return Outcome(state=final, decisions=(decision,), wake_at=self.wake_at(final))
 
     def wake_at(self, state: UserState) -> datetime | None:
-        """The earliest pending thing: a step due, a deferred send, a seasonal send."""
-        due = self.firing.next_due(state, zone(state.timezone, self._default_tz))
+        """The earliest pending thing: a step due, a deferred send, a seasonal send; for a
+        tombstone, its erasure."""
+        due = self._next_due(state)
         return None if due is None else from_ms(due)
 
     # -- the same, as plain tuples with times in ms (what `on_*` wrap; `replay.py` calls these
     # directly: no Outcome, and no datetime round trip for the wake-up, per call) -------------
     def decide(self, state: UserState | None, event: Event, now: datetime, now_ms: int) -> Result:
         """`on_event` with `now_ms == to_ms(now)` given, returning a `Result` tuple."""
+        # In the simulator now is the event's own time: skip the second conversion.
+        occurred = now_ms if event.occurred_at is now else to_ms(event.occurred_at)
+        if occurred > now_ms:
+            # Stamped ahead of our clock (a publisher's clock skew): it happened now, or an "at
+            # once" step would wait for the stamp and a 2099 login would pin last activity.
+            occurred = now_ms
         is_new = state is None
+        if state is not None and state.deleted_at is not None:
+            if occurred < state.deleted_at:
+                # The deleted user's, delivered late: it must not bring back their profile.
+                return self._ignored(state, event, now, "before_deletion")
+            if state.tombstone:
+                # A new user, who still remembers the deletion against later stragglers.
+                state = UserState(
+                    user_id=event.user_id, seasonal_cursor=now_ms, deleted_at=state.deleted_at
+                )
+                is_new = True
         if state is None:
             state = UserState(user_id=event.user_id, seasonal_cursor=now_ms)
         digest = event_digest(event.event_id)
@@ -159,19 +195,13 @@ class Engine:
             return self._ignored(state, event, now, "duplicate_event")
         event_type = event.type
         if event_type == USER_DELETED:
-            return self._delete(state, event, now)
+            return self._delete(state, event, now, occurred, now_ms)
         draft = Draft(state)
         draft.seen = (state.seen + digest)[-self._keep_seen :]
         if event_type not in KNOWN_TYPES:
             return self._ignored(draft.freeze(), event, now, "unknown_type")
         decisions: list[Decision] = []
         allowed_before = state.marketing_allowed
-        # In the simulator now is the event's own time: skip the second conversion.
-        occurred = now_ms if event.occurred_at is now else to_ms(event.occurred_at)
-        if occurred > now_ms:
-            # Stamped ahead of our clock (a publisher's clock skew): it happened now, or an "at
-            # once" step would wait for the stamp and a 2099 login would pin last activity.
-            occurred = now_ms
         orders_before = draft.orders
         if event.user is not None:
             calendar_before = (draft.birthday, draft.timezone, draft.signed_up)
@@ -209,6 +239,11 @@ class Engine:
 
     def fire_due(self, state: UserState, now_ms: int) -> Result:
         """`on_due` at `now_ms`, returning a `Result` tuple."""
+        if state.deleted_at is not None and state.tombstone:
+            erased = state.deleted_at + TOMBSTONE_MS
+            if now_ms >= erased:
+                return None, (), (), None, None  # the window for late events is over: erase
+            return state, (), (), erased, None
         decisions: list[Decision] = []
         draft = Draft(state)
         tz = zone(state.timezone, self._default_tz)
@@ -230,17 +265,30 @@ class Engine:
     # -- event handling --------------------------------------------------------------------
     def _ignored(self, state: UserState, event: Event, now: datetime, reason: str) -> Result:
         decision = new_decision(state.user_id, now, "ignored", reason, event_id=event.event_id)
-        wake = self.firing.next_due(state, zone(state.timezone, self._default_tz))
-        return state, (), (decision,), wake, None
+        return state, (), (decision,), self._next_due(state), None
 
-    def _delete(self, state: UserState, event: Event, now: datetime) -> Result:
+    def _next_due(self, state: UserState) -> int | None:
+        """`Firing.next_due` in the state's zone; for a tombstone, the time it is erased."""
+        if state.deleted_at is not None and state.tombstone:
+            return state.deleted_at + TOMBSTONE_MS
+        return self.firing.next_due(state, zone(state.timezone, self._default_tz))
+
+    def _delete(
+        self, state: UserState, event: Event, now: datetime, occurred: int, now_ms: int
+    ) -> Result:
+        """Erase everything known about the user and cancel what is pending; keep a tombstone
+        with the deletion time until `TOMBSTONE_MS` after it (none once that has passed)."""
         decisions = [
             self.firing.cancelled(state.user_id, run, now, "deleted", event.event_id)
             for run in state.runs
             if run.journey in self.journeys
         ]
         policy = ContactPolicy(user_id=state.user_id, marketing_allowed=False, deleted=True, at=now)
-        return None, (), tuple(decisions), None, policy
+        erased = occurred + TOMBSTONE_MS
+        if erased <= now_ms:
+            return None, (), tuple(decisions), None, policy
+        tombstone = UserState(user_id=state.user_id, deleted_at=occurred)
+        return tombstone, (), tuple(decisions), erased, policy
 
     def _facts(
         self, draft: Draft, event: Event, occurred: int, now: datetime, out: list[Decision]
@@ -256,9 +304,11 @@ class Engine:
             product = props.get("product_id")
             draft.cart = tuple(item for item in draft.cart if item[0] != product)
         elif kind == ORDER_COMPLETED:
+            # Only touches before the order can be its cause; later ones are kept for later
+            # orders (a late order must not erase the record of a mail sent after it).
             window = self.policies.attribution_window_ms
-            draft.touches = recent_touches(draft.touches, occurred, window)
-            conversion = attribute(draft, event, now, self.config.currency)
+            touches = recent_touches(draft.touches, occurred, window)
+            conversion = attribute(draft.user_id, touches, event, now, self.config.currency)
             if conversion is not None:
                 out.append(conversion)
             draft.orders += 1

@@ -111,17 +111,20 @@ def record_view(
 
 
 def recent_touches(touches: tuple[Touch, ...], occurred: int, window: int) -> tuple[Touch, ...]:
+    """The touches an order at `occurred` can be a conversion of: within the window before it."""
     return tuple(t for t in touches if occurred - window <= t.at <= occurred)
 
 
-def attribute(draft: Draft, event: Event, now: datetime, currency: str) -> Decision | None:
-    """Last touch wins: the order converts the latest marketing mail still in the window."""
-    if not draft.touches:
+def attribute(
+    user_id: str, touches: tuple[Touch, ...], event: Event, now: datetime, currency: str
+) -> Decision | None:
+    """Last touch wins: the order converts the latest of `touches` (see `recent_touches`)."""
+    if not touches:
         return None
-    touch = max(draft.touches, key=lambda t: t.at)
+    touch = max(touches, key=lambda t: t.at)
     total = event.properties.get("total")
     return Decision(
-        user_id=draft.user_id,
+        user_id=user_id,
         at=now,
         outcome="conversion",
         reason="holdout_conversion" if touch.holdout else "conversion",

@@ -35,6 +35,7 @@ REASONS: Final[dict[str, DecisionOutcome]] = {
     # ignored events
     "duplicate_event": "ignored",
     "unknown_type": "ignored",
+    "before_deletion": "ignored",  # stamped before the user's deletion, delivered after it
     # conversions (an order after a marketing mail, or after a withheld one for holdout users)
     "conversion": "conversion",
     "holdout_conversion": "conversion",

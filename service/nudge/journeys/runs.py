@@ -141,13 +141,24 @@ class Runs:
         subject_name = self.subjects[name]
         key = subject(event, subject_name) if subject_name else ""
         runs = draft.runs
+        # restart and debounce: only a trigger at least as new as the running one's replaces it.
+        # An older one is a late delivery (the run already counts from a newer order, cart
+        # change or activity); at equal times the later arrival wins, as always.
         if mode == "restart":
-            # The common case (win-back on every activity): drop this journey's run, if any.
-            runs = tuple([r for r in runs if r.journey != name])
+            # The common case (win-back on every activity): replace this journey's run, if any.
+            kept: list[Run] = []
+            for r in runs:
+                if r.journey != name:
+                    kept.append(r)
+                elif r.started > occurred:
+                    return
+            runs = tuple(kept)
         elif mode == "debounce":
             existing = [r for r in runs if r.journey == name]
             if existing and existing[0].step != 0:
                 return  # the first step went: keep this run (one sequence per cart)
+            if existing and existing[0].started > occurred:
+                return  # the wait already runs from a later cart change
             if not existing and any(m == name for m, _ in draft.marks):
                 return  # this cart had its sequence already; an exit (order, empty) re-arms
             runs = tuple(r for r in runs if r.journey != name)

@@ -82,11 +82,23 @@ class UserState:
     touches: tuple[Touch, ...] = ()
     seen: bytes = b""
     seasonal_cursor: int = 0
+    # When the user was last deleted (event time): an event stamped before it is the deleted
+    # user's, delivered late, and is ignored. Alone, it is the tombstone (`tombstone`).
+    deleted_at: int | None = None
 
     @property
     def marketing_allowed(self) -> bool:
         """Opt-in given and not withdrawn (SPEC §8: consent must be explicitly true)."""
         return self.consent is True and self.unsubscribed is None
+
+    @property
+    def tombstone(self) -> bool:
+        """A deleted user's placeholder: the deletion time and nothing else.
+
+        Every event the engine applies leaves its digest in `seen`, so a user who was deleted and
+        came back (a later event) has one; the tombstone, written by the deletion, has none.
+        """
+        return self.deleted_at is not None and not self.seen
 
 
 # Frozen dataclasses set every field through `object.__setattr__` in `__init__`, a large share

@@ -2,9 +2,10 @@
 
 Positional rather than keyed because the state table holds one value per user and keys would
 double its size; the leading version number lets a later layout read an older one (layout 2
-appended `consent_at`: a stored layout 1 state reads with it unknown, None). An idle user with a
-full profile, a pending win-back, birthday and anniversary, and a full de-duplication memory
-encodes to about 600 bytes (docs/simulate.md has the measured figure).
+appended `consent_at` and `deleted_at`: a stored layout 1 state reads with both unknown, None).
+An idle user with a full profile, a pending win-back, birthday and anniversary, and a full
+de-duplication memory encodes to about 600 bytes (docs/simulate.md has the measured figure); a
+deleted user's tombstone to about 100.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from nudge.journeys.draft import Draft
 from nudge.journeys.state import NATIVE, Run, UserState, new_run, new_touch
 
 VERSION: Final = 2
-_READS: Final = (1, 2)  # layout 1 is layout 2 without the trailing `consent_at`
+_READS: Final = (1, 2)  # layout 1 is layout 2 without the trailing `consent_at`, `deleted_at`
 _BLANK: Final = UserState(user_id="")
 
 
@@ -52,6 +53,7 @@ def encode_state(state: UserState) -> bytes:
             base64.b64encode(state.seen).decode("ascii"),
             state.seasonal_cursor,
             state.consent_at,
+            state.deleted_at,
         ]
     )
 
@@ -66,7 +68,8 @@ def decode_state(raw: bytes) -> UserState:
                 "Run the Nudge version that wrote it, or reset the processor's state."
             )
         if data[0] == 1:
-            data = [*data, None]  # layout 1: no consent_at (a length mismatch still fails below)
+            # Layout 1: no consent_at, deleted_at (a length mismatch still fails below).
+            data = [*data, None, None]
         (
             _,
             user_id,
@@ -90,6 +93,7 @@ def decode_state(raw: bytes) -> UserState:
             seen,
             seasonal_cursor,
             consent_at,
+            deleted_at,
         ) = data
         # Built as a draft and frozen in place (see `draft.Draft.freeze`), with no comprehension
         # for an empty list (`!= []`, so that a corrupt null still fails as before): the
@@ -125,6 +129,7 @@ def decode_state(raw: bytes) -> UserState:
         )
         state.seen = base64.b64decode(seen)
         state.seasonal_cursor = seasonal_cursor
+        state.deleted_at = deleted_at
         return state.freeze()
     except StateDecodeError:
         raise

@@ -10,7 +10,7 @@ import pytest
 from journeys.kit import BERLIN, HANA, NEW_YORK, SHIPPED, TOKYO, at, cart_add, ev, order, play
 from nudge.commands import DeliveryRecord
 from nudge.events import Event
-from nudge.journeys import Engine
+from nudge.journeys import Engine, UserState
 from nudge.journeys.localtime import from_ms, to_ms
 
 T0 = at("2026-11-22 10:00")
@@ -306,14 +306,16 @@ def test_on_due_early_changes_nothing() -> None:
 
 
 def test_deletion_erases_the_state_and_cancels_everything() -> None:
-    """user.deleted: state None, every pending step `deleted`, a deleted contact policy."""
+    """user.deleted: nothing but a tombstone with the deletion time is left (erased a week
+    later, tests/unit/journeys/test_late_events.py), every pending step `deleted`, a deleted
+    contact policy."""
     engine = Engine(SHIPPED)
     state = engine.on_event(None, cart_add(T0, user=HANA), T0).state
     outcome = engine.on_event(
         state, ev("user.deleted", at("2026-11-22 10:10")), at("2026-11-22 10:10")
     )
-    assert outcome.state is None
-    assert outcome.wake_at is None
+    assert outcome.state == UserState(user_id="u-1", deleted_at=to_ms(at("2026-11-22 10:10")))
+    assert outcome.wake_at == at("2026-11-29 10:10")
     assert outcome.commands == ()
     assert ("cart_abandonment", "reminder_1", "deleted") in [
         (d.journey, d.step, d.reason) for d in outcome.decisions

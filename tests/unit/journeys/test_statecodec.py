@@ -67,18 +67,38 @@ def test_unreadable_state_says_what_to_do(raw: bytes, message: str) -> None:
 
 
 def test_a_state_stored_in_layout_1_still_reads() -> None:
-    """Layout 1 (before `consent_at`, the time of the last consent change) reads as the same
-    state with that time unknown; the next consent change, whenever stamped, applies."""
+    """Layout 1 (before `consent_at`, the time of the last consent change, and `deleted_at`)
+    reads as the same state with those unknown; the next consent change, whenever stamped,
+    applies."""
     state = _busy_state()
     assert state is not None
     assert state.consent_at == to_ms(T0)
-    _, *fields, _consent_at = orjson.loads(encode_state(state))
+    _, *fields, _consent_at, _deleted_at = orjson.loads(encode_state(state))
     stored = orjson.dumps([1, *fields])
     old = decode_state(stored)
-    assert old == replace(state, consent_at=None)
+    assert old == replace(state, consent_at=None, deleted_at=None)
     assert VERSION == 2
     out = Engine(SHIPPED).on_event(
         old, ev("user.unsubscribed", at("2026-11-01 10:00"), scope="marketing"), T0
     )
     assert out.state is not None
     assert not out.state.marketing_allowed
+
+
+def test_the_deletion_time_survives_storage_for_a_tombstone_and_for_a_returning_user() -> None:
+    """Deleted at 10:10: the tombstone, and the user who signed up again at 10:20, read back
+    with the deletion time (a straggler stamped before it is still recognised after a restart);
+    only the former is a tombstone."""
+    engine = Engine(SHIPPED)
+    deletion = ev("user.deleted", at("2026-11-22 13:10"))
+    deleted = engine.on_event(_busy_state(), deletion, deletion.occurred_at)
+    back = engine.on_event(
+        deleted.state,
+        ev("user.signed_up", at("2026-11-22 13:20"), user=HANA),
+        at("2026-11-22 13:20"),
+    )
+    for state, tombstone in ((deleted.state, True), (back.state, False)):
+        assert state is not None
+        stored = decode_state(encode_state(state))
+        assert stored == state
+        assert (stored.deleted_at, stored.tombstone) == (to_ms(at("2026-11-22 13:10")), tombstone)
