@@ -123,7 +123,10 @@ class Settings:
         def text(name: str, default: str) -> str:
             return env.get(name, default).strip() or default
 
-        secret = env.get("NUDGE_TOKEN_SECRET", "")
+        # Both secret variables read alike: surrounding whitespace (a secret file's newline) is
+        # not part of a secret, so a secret retired into the previous list keeps verifying.
+        secret = _token_secret(env, "NUDGE_TOKEN_SECRET")
+        previous = _token_secrets(env, "NUDGE_TOKEN_SECRET_PREVIOUS")
         return cls(
             kafka_bootstrap_servers=text(
                 "KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap_servers
@@ -164,18 +167,35 @@ class Settings:
             public_base_url=text("NUDGE_PUBLIC_URL", defaults.public_base_url).rstrip("/"),
             # Without a configured secret every process start would invalidate the links in mail
             # already sent, so a random one is only acceptable for demos; docs say so.
-            token_secret=secret.encode() if secret else secrets.token_bytes(32),
+            token_secret=secret.strip().encode() or secrets.token_bytes(32),
             # Retired secrets still accepted when verifying links (rotation; docs/links.md).
-            token_secrets_previous=tuple(
-                part.strip().encode()
-                for part in env.get("NUDGE_TOKEN_SECRET_PREVIOUS", "").split(",")
-                if part.strip()
-            ),
+            token_secrets_previous=tuple(part.strip().encode() for part in previous),
             web_port=_int(env, "NUDGE_WEB_PORT", defaults.web_port),
             tracking_enabled=_flag(env.get("NUDGE_TRACKING", "1"), "NUDGE_TRACKING"),
             log_format=_choice(env, "NUDGE_LOG_FORMAT", ("json", "console"), defaults.log_format),
             log_level=text("NUDGE_LOG_LEVEL", defaults.log_level).upper(),
         )
+
+
+def _token_secret(env: Mapping[str, str], name: str) -> str:
+    """One secret as written (`from_env` strips it, as it strips each retired one).
+
+    A comma is refused: `NUDGE_TOKEN_SECRET_PREVIOUS` separates secrets with commas, so a secret
+    holding one could never be retired there, and rotating it would refuse every link it signed.
+    """
+    value = env.get(name, "")
+    if "," in value:
+        raise ConfigError(
+            f"{name} contains a comma, which NUDGE_TOKEN_SECRET_PREVIOUS uses to separate "
+            "secrets, so this one could never be rotated out; choose a secret without commas, "
+            "e.g. the output of `openssl rand -hex 32`"
+        )
+    return value
+
+
+def _token_secrets(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of secrets as written, blank entries left out."""
+    return tuple(part for part in env.get(name, "").split(",") if part.strip())
 
 
 def _flag(value: str, name: str) -> bool:

@@ -3,7 +3,7 @@
     tokens.InvalidToken          (ValueError) a link token that must not be acted on
     ├── MalformedToken           not shaped like a token, or a payload we never sign   → 400
     ├── ForgedToken              signature matches no known secret, or another purpose → 403
-    └── ExpiredToken             genuine, but past its expiry                          → 410
+    └── ExpiredToken             genuine, but past its expiry (unsubscribe only)       → 410
     nudge.errors.TransientError
     └── SinkUnavailable          the event could not be written to Kafka now           → 503
 

@@ -1,6 +1,6 @@
 """Keeping the link service's resource use bounded under a flood (pure; time is an argument).
 
-Three independent limits, each cheap and each with a fixed memory ceiling:
+Four independent limits, each cheap and each with a fixed memory ceiling:
 
 - `RateLimiter`: a token bucket per client address (rate, burst), for the link routes only. The
   table holds at most `max_clients` addresses, least recently seen evicted first, so a flood from
@@ -10,7 +10,11 @@ Three independent limits, each cheap and each with a fixed memory ceiling:
   proxy (a client cannot forge its way past that); otherwise every request would share the
   proxy's bucket. `X-Forwarded-For` from anyone else is ignored.
 - an in-flight cap (`Limits.max_in_flight`, applied by the web middleware): beyond it requests are
-  shed at once with 503 instead of queueing.
+  shed at once with 503 instead of queueing. Within it, `ClientSlots` holds one client address to
+  `Limits.max_in_flight_per_client` (429 beyond), so a few addresses cannot take every slot; and a
+  request body must arrive within `Limits.body_read_timeout` (408 otherwise), so a client that
+  sends headers and then stalls holds its slot for seconds, not for as long as it keeps the
+  connection open.
 - `RecentIds`: the ids of events published in the last `ttl` seconds. A token replayed in a loop
   (or a pixel fetched by a proxy again and again) produces one Kafka record per window, so the
   load the stream processor sees is bounded by the number of distinct mails, not by the request
@@ -20,8 +24,13 @@ Three independent limits, each cheap and each with a fixed memory ceiling:
 from __future__ import annotations
 
 import ipaddress
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from typing import Final
+
+# A one-click body is 26 bytes and every body is at most 4 KiB: a client that has not sent it
+# within this is stalling on purpose (or its network is too broken to finish anyway).
+BODY_READ_TIMEOUT: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,6 +41,10 @@ class Limits:
     per_client_burst: float = 100.0
     max_clients: int = 10_000
     max_in_flight: int = 512
+    # A quarter of the slots: above what one address's rate allows even when Kafka is slow
+    # (burst 100 with a 2 s publish budget), far below what it would take to shed everyone else.
+    max_in_flight_per_client: int = 128  # 0 turns it off; off too when per_client_rate is 0
+    body_read_timeout: float = BODY_READ_TIMEOUT  # seconds for the whole body of a POST
     recent_ids: int = 100_000
     recent_ttl: float = 3600.0
     max_body_bytes: int = 4096
@@ -114,6 +127,33 @@ class RateLimiter:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class ClientSlots:
+    """Requests in flight per client key, at most `limit` each (`limit=0`: no limit).
+
+    Only keys with a request in flight are kept, so the table never outgrows the in-flight cap.
+    """
+
+    def __init__(self, *, limit: int) -> None:
+        self._limit = limit
+        self._busy: Counter[str] = Counter()
+
+    def acquire(self, key: str) -> bool:
+        """Take a slot for `key`; False (and nothing taken) when it already holds `limit`."""
+        if self._limit > 0 and self._busy[key] >= self._limit:
+            return False
+        self._busy[key] += 1
+        return True
+
+    def release(self, key: str) -> None:
+        """Give back a slot taken by `acquire`."""
+        self._busy[key] -= 1
+        if self._busy[key] <= 0:
+            del self._busy[key]
+
+    def __len__(self) -> int:
+        return len(self._busy)
 
 
 class RecentIds:

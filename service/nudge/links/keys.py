@@ -7,14 +7,16 @@ always signed with the current one. See docs/links.md for the rotation procedure
 
 The answer distinguishes a token we never signed (403) from a genuine but expired one (410) without
 parsing error messages: a token whose signature verifies when checked at the epoch is genuine, so
-its failure now can only be the expiry.
+its failure now can only be the expiry. The same check lets a caller accept a genuine but expired
+token (`verify_link(accept_expired=True)`): the click redirect and the pixel do, because for them
+the lifetime limits what is recorded, not where a genuine link may go.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -47,6 +49,7 @@ class VerifiedLink:
 
     ref: MailRef
     url: str | None = None
+    expired: bool = False  # genuine but past its expiry; only with `accept_expired`
 
 
 def verify_any(
@@ -57,33 +60,56 @@ def verify_any(
     Raises `MalformedToken`, `ForgedToken` or `ExpiredToken`. Every secret is tried even after a
     genuine-but-expired match, so timing does not reveal which secret signed a token.
     """
+    payload, expired = _genuine(token, purpose=purpose, secrets=secrets, now=now)
+    if expired:
+        raise ExpiredToken("this link has expired")
+    return payload
+
+
+def verify_link(
+    token: str, *, purpose: str, keys: TokenKeys, now: datetime, accept_expired: bool = False
+) -> VerifiedLink:
+    """Verify `token` and read the mail reference (and, for clicks, the destination) in it.
+
+    With `accept_expired`, a genuine but expired token is returned marked `expired` instead of
+    raising `ExpiredToken`: for links whose expiry only limits what is recorded (click, pixel).
+    """
+    payload, expired = _genuine(token, purpose=purpose, secrets=keys.all, now=now)
+    if expired and not accept_expired:
+        raise ExpiredToken("this link has expired")
+    link = parse_payload(payload, purpose=purpose)
+    return replace(link, expired=True) if expired else link
+
+
+def _genuine(
+    token: str, *, purpose: str, secrets: Sequence[bytes], now: datetime
+) -> tuple[dict[str, Any], bool]:
+    """The payload of a token one of `secrets` signed for `purpose`, and whether it has expired.
+
+    Raises `MalformedToken` or `ForgedToken`; an unexpired match wins over an expired one.
+    """
     if not token or len(token) > MAX_TOKEN_LENGTH or not _SHAPE.match(token):
         raise MalformedToken("the token is not base64url.base64url")
     payload: dict[str, Any] | None = None
-    expired = False
+    expired: dict[str, Any] | None = None
     for secret in secrets:
         try:
             found = verify(token, purpose=purpose, secret=secret, now=now)
         except InvalidToken:
             try:
-                verify(token, purpose=purpose, secret=secret, now=_EPOCH)
+                stale = verify(token, purpose=purpose, secret=secret, now=_EPOCH)
             except InvalidToken:
                 continue
-            expired = True
+            if expired is None:
+                expired = stale
             continue
         if payload is None:
             payload = found
     if payload is not None:
-        return payload
-    if expired:
-        raise ExpiredToken("this link has expired")
+        return payload, False
+    if expired is not None:
+        return expired, True
     raise ForgedToken(f"no known secret signed this token for {purpose!r}")
-
-
-def verify_link(token: str, *, purpose: str, keys: TokenKeys, now: datetime) -> VerifiedLink:
-    """Verify `token` and read the mail reference (and, for clicks, the destination) in it."""
-    payload = verify_any(token, purpose=purpose, secrets=keys.all, now=now)
-    return parse_payload(payload, purpose=purpose)
 
 
 def parse_payload(payload: dict[str, Any], *, purpose: str) -> VerifiedLink:

@@ -1,5 +1,8 @@
 """The few HTML pages a person sees: unsubscribe confirmation, done, and the error pages.
 
+Every error the service answers, token or not (404, 405, 408, 413, 429, 500, 503), is one of these
+pages with the same headers, never a framework's bare text.
+
 Rendered with Jinja2 and autoescaping; the only dynamic value is the token (in the form's action),
 which is escaped like everything else. Nothing from the request or the user's profile is shown.
 The language comes from the verified token's locale (`en…` → English, anything else → Japanese,
@@ -13,7 +16,16 @@ from typing import Final, Literal
 import jinja2
 
 Lang = Literal["ja", "en"]
-PageName = Literal["confirm", "done", "unavailable", "invalid", "expired", "not_found"]
+PageName = Literal[
+    "confirm",
+    "done",
+    "unavailable",
+    "invalid",
+    "expired",
+    "not_found",
+    "not_allowed",
+    "too_large",
+]
 
 # Strict enough that the page can load nothing and post only to us; inline CSS is the one allowance.
 SECURITY_HEADERS: Final = {
@@ -43,10 +55,15 @@ TEXT: Final[dict[Lang, dict[str, str]]] = {
         "unavailable_body": "しばらくしてから、もう一度お試しください。",
         "invalid_title": "このリンクは無効です",
         "invalid_body": "メールに記載のリンクを、変更せずにそのままお使いください。",
+        # Only an unsubscribe link answers "expired": an expired click still redirects.
         "expired_title": "このリンクは有効期限が切れています",
         "expired_body": "より新しいメールに記載の配信停止リンクをお使いください。",
         "not_found_title": "ページが見つかりません",
         "not_found_body": "メールに記載のリンクをお使いください。",
+        "not_allowed_title": "この方法ではご利用いただけません",
+        "not_allowed_body": "メールに記載のリンクを、ブラウザでそのまま開いてください。",
+        "too_large_title": "送信された内容が大きすぎます",
+        "too_large_body": "メールに記載のリンクを、変更せずにそのままお使いください。",
     },
     "en": {
         "confirm_title": "Unsubscribe from marketing email",
@@ -68,6 +85,10 @@ TEXT: Final[dict[Lang, dict[str, str]]] = {
         "expired_body": "Please use the unsubscribe link in a more recent email from us.",
         "not_found_title": "Page not found",
         "not_found_body": "Please use the link exactly as it appears in the email.",
+        "not_allowed_title": "This request is not supported",
+        "not_allowed_body": "Please open the link from the email in your browser.",
+        "too_large_title": "The request is too large",
+        "too_large_body": "Please use the link exactly as it appears in the email.",
     },
 }
 

@@ -7,11 +7,15 @@
     GET  /livez /readyz       alive; ready once the Kafka producer is connected   —
     GET  /metrics             Prometheus exposition of this process               —
 
-A token that fails verification gets 400 (malformed), 403 (forged, tampered, or made for another
-route) or 410 (expired) and produces nothing. `GET` never unsubscribes and `HEAD` never records
-anything, because link scanners and mail security gateways fetch every URL in a mail. An
-unsubscribe answers 2xx only once the event is in Kafka (503 with `Retry-After` otherwise); opens
-and clicks are best effort: the pixel and the redirect are served even when Kafka is slow or down.
+A token that fails verification gets 400 (malformed) or 403 (forged, tampered, or made for another
+route) and produces nothing; an expired unsubscribe token gets 410. A genuine but expired click or
+pixel token is still served (redirect, GIF) and records nothing: the URL was signed by us, so no
+open redirect is possible, and the lifetime limits what is recorded, not where the link goes.
+`GET` never unsubscribes and `HEAD` never records anything, because link scanners and mail security
+gateways fetch every URL in a mail. An unsubscribe answers 2xx only once the event is in Kafka (503
+with `Retry-After` otherwise); opens and clicks are best effort: the pixel and the redirect are
+served even when Kafka is slow or down. Every error, token or not, is an HTML page in Japanese and
+English with the token pages' headers (`error_pages`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Final
@@ -32,6 +37,7 @@ from nudge.events import Event
 from nudge.links.actions import click_event, open_event, unsubscribe_event
 from nudge.links.errors import TOKEN_ERRORS, MalformedToken, SinkUnavailable, TokenError
 from nudge.links.guard import (
+    ClientSlots,
     Limits,
     RateLimiter,
     RecentIds,
@@ -65,6 +71,13 @@ LINK_ROUTES: Final = frozenset({"unsubscribe", "open", "click"})
 # Opens and clicks must not keep a person waiting on Kafka: after this, serve and count a loss.
 TRACKING_PUBLISH_TIMEOUT: Final = 2.0
 RETRY_AFTER_SECONDS: Final = "30"
+# The page for each error status the framework raises (404 no route, 405 wrong method, 413 body
+# over the limit); any other 4xx gets "invalid", any 5xx "unavailable".
+ERROR_PAGES: Final[dict[int, PageName]] = {
+    404: "not_found",
+    405: "not_allowed",
+    413: "too_large",
+}
 log = structlog.get_logger("nudge.links")
 
 
@@ -91,7 +104,8 @@ def build_app(
         monotonic=monotonic,
     )
     app = web.Application(
-        client_max_size=routes.limits.max_body_bytes, middlewares=[observe, routes.guard]
+        client_max_size=routes.limits.max_body_bytes,
+        middlewares=[observe, error_pages, routes.guard],
     )
     unsubscribe = app.router.add_resource("/unsubscribe", name="unsubscribe")
     unsubscribe.add_route("GET", routes.unsubscribe_page)
@@ -127,28 +141,35 @@ class LinkRoutes:
         self.limiter = RateLimiter(
             rate=limits.per_client_rate, burst=limits.per_client_burst, max_keys=limits.max_clients
         )
+        # Per-client limits need to know the client: `--per-client-rate 0` (a proxy that is not
+        # trusted, so every request seems to come from it) turns this one off too.
+        self.slots = ClientSlots(
+            limit=limits.max_in_flight_per_client if limits.per_client_rate > 0 else 0
+        )
         self.recent = RecentIds(max_size=limits.recent_ids, ttl=limits.recent_ttl)
         self.trusted_proxies = parse_networks(limits.trusted_proxies)
 
     @web.middleware
     async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Shed load beyond the in-flight cap (503) and over-eager clients (429)."""
+        """Shed load beyond the in-flight cap (503), and clients over their rate or holding too
+        many requests in flight (429)."""
         if _route_name(request) not in LINK_ROUTES:
             return await handler(request)
         if self.in_flight >= self.limits.max_in_flight:
-            return web.Response(status=503, text="overloaded\n", headers={"Retry-After": "1"})
-        client = client_address(
-            request.remote, request.headers.get("X-Forwarded-For"), self.trusted_proxies
-        )
-        if not self.limiter.allow(client_key(client), self.monotonic()):
-            return web.Response(
-                status=429, text="too many requests\n", headers={"Retry-After": "1"}
+            return _page("unavailable", status=503, headers={"Retry-After": "1"})
+        client = client_key(
+            client_address(
+                request.remote, request.headers.get("X-Forwarded-For"), self.trusted_proxies
             )
+        )
+        if not self.limiter.allow(client, self.monotonic()) or not self.slots.acquire(client):
+            return _page("unavailable", status=429, headers={"Retry-After": "1"})
         self.in_flight += 1
         try:
             return await handler(request)
         finally:
             self.in_flight -= 1
+            self.slots.release(client)
 
     async def unsubscribe_page(self, request: web.Request) -> web.StreamResponse:
         """GET: the confirmation page; changes nothing (scanners follow links)."""
@@ -167,7 +188,20 @@ class LinkRoutes:
         except TOKEN_ERRORS as err:
             return _refused(request, err)
         lang = lang_of(link.ref.locale)
-        form = await request.post()
+        try:
+            form = await asyncio.wait_for(request.post(), self.limits.body_read_timeout)
+        except TimeoutError:
+            # Headers, then a body that never finishes: without this bound each such request
+            # holds an in-flight slot for as long as its sender keeps the connection open.
+            log.info("body_too_slow", route="unsubscribe")
+            response = _page("unavailable", lang=lang, status=408)
+            response.force_close()
+            return response
+        except (ValueError, LookupError) as err:
+            # What aiohttp's form parser raises for a body it cannot read: multipart without a
+            # boundary or with garbage, an unknown charset, bytes not in the declared charset.
+            log.info("body_refused", route="unsubscribe", reason=type(err).__name__)
+            return _page("invalid", lang=lang, status=400)
         if form.get(ONE_CLICK_FIELD) != ONE_CLICK_VALUE:
             return _page("invalid", lang=lang, status=400)
         try:
@@ -183,30 +217,49 @@ class LinkRoutes:
         return _page("done", lang=lang)
 
     async def pixel(self, request: web.Request) -> web.StreamResponse:
-        """The open pixel: always a GIF (mail clients show no broken image), 4xx when refused."""
+        """The open pixel: always a GIF (mail clients show no broken image), 4xx when refused.
+
+        A genuine but expired pixel is served (200) and records nothing, like an expired click.
+        """
         try:
             link = verify_link(
-                request.match_info["token"], purpose=OPEN, keys=self.keys, now=self.clock()
+                request.match_info["token"],
+                purpose=OPEN,
+                keys=self.keys,
+                now=self.clock(),
+                accept_expired=True,
             )
         except TOKEN_ERRORS as err:
             _note_refusal(request, err)
             return _gif(status=err.status)
-        if self.tracking and request.method == "GET":
+        if self.tracking and request.method == "GET" and not link.expired:
             event = open_event(link.ref, now=self.clock())
             if await self._publish_tracking(event):
                 OPENS.labels(*_labels(link)).inc()
         return _gif(status=200)
 
     async def click(self, request: web.Request) -> web.StreamResponse:
-        """The click redirect: 302 to the URL signed into the token, never one from the request."""
+        """The click redirect: 302 to the URL signed into the token, never one from the request.
+
+        A genuine but expired token still redirects, and records no click. The destination was
+        signed by us, so following it is no open redirect; what the token's lifetime limits is
+        what gets recorded (a campaign's clicks stop counting after 90 days), while the product
+        link in an old newsletter keeps reaching the shop instead of a dead end.
+        """
         try:
             link = verify_link(
-                request.match_info["token"], purpose=CLICK, keys=self.keys, now=self.clock()
+                request.match_info["token"],
+                purpose=CLICK,
+                keys=self.keys,
+                now=self.clock(),
+                accept_expired=True,
             )
             location = safe_location(link.url)
         except TOKEN_ERRORS as err:
             return _refused(request, err)
-        if self.tracking and request.method == "GET" and link.url is not None:
+        if link.expired:
+            log.info("expired_click_followed", **_ids(link))
+        elif self.tracking and request.method == "GET" and link.url is not None:
             event = click_event(link.ref, link.url, now=self.clock())
             if await self._publish_tracking(event):
                 CLICKS.labels(*_labels(link)).inc()
@@ -278,6 +331,35 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     HTTP_REQUESTS.labels(route, str(response.status)).inc()
     return response
+
+
+@web.middleware
+async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer the framework's errors (404, 405, 413, …) and any bug (500) with an error page.
+
+    Each is the bilingual HTML page with the token pages' headers (no-store, CSP), instead of
+    aiohttp's bare English text.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        page = ERROR_PAGES.get(exc.status, "invalid" if exc.status < 500 else "unavailable")
+        kept = {name: exc.headers[name] for name in ("Allow", "Retry-After") if name in exc.headers}
+        return _page(page, status=exc.status, headers=kept)
+    except Exception as err:
+        # No exc_info: the JSON log renders each frame's locals, and a handler's hold the token.
+        log.error(
+            "request_failed",
+            route=_route_name(request),
+            error=type(err).__name__,
+            frames=[
+                f"{frame.filename}:{frame.lineno} {frame.name}"
+                for frame in traceback.extract_tb(err.__traceback__)
+            ],
+        )
+        return _page("unavailable", status=500)
 
 
 def _route_name(request: web.Request) -> str:

@@ -108,7 +108,7 @@ async def serve(
     sink = KafkaEventSink(bootstrap_servers=settings.kafka_bootstrap_servers, topic=topics.events)
     app = build_app(
         sink=sink,
-        keys=TokenKeys(settings.token_secret, settings.token_secrets_previous),
+        keys=token_keys(settings),
         tracking=settings.tracking_enabled,
         limits=limits,
     )
@@ -134,6 +134,11 @@ async def serve(
         await sink.close()
     failed = not connecting.cancelled() and connecting.exception() is not None
     return 1 if failed else 0
+
+
+def token_keys(settings: Settings) -> TokenKeys:
+    """The secrets links are verified with: the current one, then the retired ones."""
+    return TokenKeys(settings.token_secret, settings.token_secrets_previous)
 
 
 async def _connect(settings: Settings, sink: KafkaEventSink, events_topic: str) -> None:

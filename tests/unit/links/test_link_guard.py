@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from nudge.links.guard import (
+    BODY_READ_TIMEOUT,
+    ClientSlots,
+    Limits,
     RateLimiter,
     RecentIds,
     client_address,
@@ -47,6 +50,35 @@ def test_the_client_table_never_exceeds_its_size() -> None:
     for number in range(10_000):
         limiter.allow(f"10.{number}", float(number))
     assert len(limiter) == 100
+
+
+def test_a_client_holds_at_most_its_share_of_slots() -> None:
+    """With a limit of 2, a client's third request in flight is refused; others are unaffected."""
+    slots = ClientSlots(limit=2)
+    assert [slots.acquire("a") for _ in range(3)] == [True, True, False]
+    assert slots.acquire("b")
+
+
+def test_a_released_slot_can_be_taken_again_and_idle_clients_are_forgotten() -> None:
+    """Only clients with a request in flight are kept, so the table cannot outgrow the cap."""
+    slots = ClientSlots(limit=1)
+    assert slots.acquire("a")
+    slots.release("a")
+    assert len(slots) == 0
+    assert slots.acquire("a")
+
+
+def test_slot_limit_zero_turns_it_off() -> None:
+    """limit=0: no per-client bound (behind a proxy that is not trusted)."""
+    slots = ClientSlots(limit=0)
+    assert all(slots.acquire("proxy") for _ in range(1000))
+
+
+def test_a_request_body_has_a_few_seconds_to_arrive() -> None:
+    """The default body read timeout is a named constant of a few seconds."""
+    assert 1.0 <= BODY_READ_TIMEOUT <= 10.0
+    assert Limits().body_read_timeout == BODY_READ_TIMEOUT
+    assert 0 < Limits().max_in_flight_per_client < Limits().max_in_flight
 
 
 def test_recent_ids_are_remembered_for_the_ttl_only() -> None:

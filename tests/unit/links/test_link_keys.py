@@ -70,6 +70,35 @@ def test_an_expired_genuine_token_is_told_apart_from_a_forgery(
         verify_link(token(ref, secret=secret), purpose=UNSUBSCRIBE, keys=keys, now=NOW + 2 * DAY)
 
 
+@pytest.mark.parametrize("secret", [SECRET, OLD_SECRET])
+def test_an_expired_genuine_token_can_be_accepted_marked_expired(
+    ref: MailRef, keys: TokenKeys, secret: bytes
+) -> None:
+    """With accept_expired, a genuine expired click token gives its mail and URL, marked expired."""
+    url = "https://shop.example/p-9"
+    link = verify_link(
+        token(ref, purpose=CLICK, secret=secret, url=url),
+        purpose=CLICK,
+        keys=keys,
+        now=NOW + 2 * DAY,
+        accept_expired=True,
+    )
+    assert (link.ref, link.url, link.expired) == (ref, url, True)
+
+
+def test_an_unexpired_token_is_not_marked_expired(ref: MailRef, keys: TokenKeys) -> None:
+    """accept_expired changes nothing for a token within its lifetime."""
+    link = verify_link(token(ref), purpose=UNSUBSCRIBE, keys=keys, now=NOW, accept_expired=True)
+    assert not link.expired
+
+
+def test_accepting_expired_tokens_still_refuses_forgeries(ref: MailRef, keys: TokenKeys) -> None:
+    """An expired token no known secret signed is a forgery (403), expired or not."""
+    forged = token(ref, purpose=CLICK, secret=b"attacker", url="https://evil.example/")
+    with pytest.raises(ForgedToken):
+        verify_link(forged, purpose=CLICK, keys=keys, now=NOW + 2 * DAY, accept_expired=True)
+
+
 @pytest.mark.parametrize(
     "text",
     ["", "abc", "a.b.c", "no dots at all", "a b.c", "ab.c=", "x" * 9000 + ".y", "é.é"],

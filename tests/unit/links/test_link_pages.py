@@ -50,10 +50,18 @@ def test_the_token_is_escaped_in_the_page() -> None:
     assert "&#34;&gt;&lt;script&gt;" in html
 
 
-@pytest.mark.parametrize("page", ["invalid", "expired"])
+@pytest.mark.parametrize(
+    "page", ["invalid", "expired", "not_found", "not_allowed", "too_large", "unavailable"]
+)
 def test_error_pages_speak_both_languages(page: str) -> None:
     """Where no token can be trusted, the page is in Japanese and English and has no form."""
     html = render(page, lang=None)  # type: ignore[arg-type]
     assert 'lang="ja"' in html
     assert 'lang="en"' in html
     assert "<form" not in html
+
+
+def test_the_expired_page_speaks_of_unsubscribe_links_only_it_is_used_for() -> None:
+    """Only an unsubscribe link answers "expired" (an expired click redirects), so it says so."""
+    assert "配信停止リンク" in render("expired", lang="ja")
+    assert "unsubscribe link" in render("expired", lang="en")

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import pytest
-from aiohttp import FormData, web
+import structlog
+from aiohttp import ClientResponse, FormData, web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 from yarl import URL
 
+from nudge.events import Event
 from nudge.links.guard import Limits
 from nudge.links.keys import TokenKeys
 from nudge.links.routes import PIXEL, build_app
-from nudge.links.sink import RecordingEventSink
+from nudge.links.sink import EventSink, RecordingEventSink
 from nudge.links.urls import CLICK, MailRef, click_url, open_pixel_url, unsubscribe_url
 from nudge.tokens import sign
 
@@ -24,6 +28,9 @@ Client = TestClient[web.Request, web.Application]
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 BASE = "http://links.example"
 MakeClient = Callable[..., Awaitable[Client]]
+Stalled = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+StallPost = Callable[..., Awaitable[Stalled]]
+TRACKING_LIFETIME = timedelta(days=90)
 
 
 def path_of(url: str) -> str:
@@ -54,12 +61,14 @@ def sink() -> RecordingEventSink:
 async def make_client(
     sink: RecordingEventSink, keys: TokenKeys, clock: FakeClock
 ) -> AsyncIterator[MakeClient]:
-    """Start the app in a real server; factory arguments override tracking and limits."""
+    """Start the app in a real server; factory arguments override tracking, limits and sink."""
     clients: list[Client] = []
 
-    async def factory(*, tracking: bool = True, limits: Limits | None = None) -> Client:
+    async def factory(
+        *, tracking: bool = True, limits: Limits | None = None, events: EventSink | None = None
+    ) -> Client:
         app = build_app(
-            sink=sink,
+            sink=events or sink,
             keys=keys,
             tracking=tracking,
             limits=limits,
@@ -79,6 +88,53 @@ async def make_client(
 @pytest.fixture
 async def client(make_client: MakeClient) -> Client:
     return await make_client()
+
+
+@pytest.fixture
+async def stall_post() -> AsyncIterator[StallPost]:
+    """Open a connection, send a one-click POST's headers and the first bytes of its body, stall.
+
+    The connections are closed when the test ends.
+    """
+    opened: list[asyncio.StreamWriter] = []
+
+    async def stall(client: Client, path: str, *, forwarded_for: str | None = None) -> Stalled:
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        opened.append(writer)
+        forwarded = f"X-Forwarded-For: {forwarded_for}\r\n" if forwarded_for else ""
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: links.example\r\n{forwarded}"
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 26\r\n\r\n"
+            "List-".encode()
+        )
+        await writer.drain()
+        return reader, writer
+
+    yield stall
+    for writer in opened:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """The status and headers of the answer on a raw connection (2 s at most)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2.0)
+    status_line, *lines = head.decode("latin-1").strip().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines)
+    return int(status_line.split(" ")[1]), headers
+
+
+async def assert_error_page(response: ClientResponse, status: int) -> None:
+    """An error is the bilingual HTML page with the token pages' headers, not bare text."""
+    assert response.status == status
+    assert response.content_type == "text/html"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
+    html = await response.text()
+    assert '<section lang="ja">' in html
+    assert '<section lang="en">' in html
 
 
 async def test_one_click_post_unsubscribes_once(
@@ -390,15 +446,6 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket(
     assert await status("198.51.100.1") == 429
 
 
-async def test_an_oversized_body_is_refused(
-    client: Client, sink: RecordingEventSink, ref: MailRef
-) -> None:
-    """Request bodies are bounded (4 KiB): a large POST is a 413 and changes nothing."""
-    response = await client.post(unsubscribe_path(ref), data={**ONE_CLICK, "pad": "x" * 10_000})
-    assert response.status == 413
-    assert sink.events == []
-
-
 async def test_health_and_metrics(client: Client, sink: RecordingEventSink) -> None:
     """livez always; readyz only with a connected sink; /metrics is Prometheus text."""
     assert (await client.get("/livez")).status == 200
@@ -412,6 +459,217 @@ async def test_health_and_metrics(client: Client, sink: RecordingEventSink) -> N
     assert 'route="readyz",status="503"' in text
 
 
-async def test_unknown_paths_are_404(client: Client) -> None:
-    """Nothing else is served."""
-    assert (await client.get("/admin")).status == 404
+# Slow and malformed request bodies
+
+
+async def test_a_body_that_stalls_is_answered_408_and_frees_its_slot(
+    make_client: MakeClient, stall_post: StallPost, sink: RecordingEventSink, ref: MailRef
+) -> None:
+    """Headers and part of a body, then nothing: 408 with the error page once the body read
+    times out, and the in-flight slot is free again for everyone else's one-click POST."""
+    client = await make_client(limits=Limits(max_in_flight=1, body_read_timeout=0.1))
+    reader, _ = await stall_post(client, unsubscribe_path(ref))
+    status, headers = await read_head(reader)
+    assert status == 408
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    assert headers["Cache-Control"] == "no-store"
+    assert headers["Connection"] == "close"
+    other = mail_ref(user_id="u-99", command_id="cmd-9", variant=None)
+    assert (await client.post(unsubscribe_path(other), data=ONE_CLICK)).status == 200
+    assert [event.user_id for event in sink.events] == ["u-99"]
+
+
+async def test_one_client_cannot_hold_every_slot_with_stalled_bodies(
+    make_client: MakeClient, stall_post: StallPost, ref: MailRef
+) -> None:
+    """A client at its in-flight share gets 429; another client is still served."""
+    client = await make_client(
+        limits=Limits(max_in_flight_per_client=1, trusted_proxies=("127.0.0.1",))
+    )
+    await stall_post(client, unsubscribe_path(ref), forwarded_for="198.51.100.1")
+    pixel = path_of(open_pixel_url(ref, base_url=BASE, secret=SECRET, now=NOW))
+
+    async def status(forwarded: str) -> int:
+        return (await client.get(pixel, headers={"X-Forwarded-For": forwarded})).status
+
+    for _ in range(100):  # until the stalled POST has reached its handler
+        if await status("198.51.100.1") == 429:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the stalled client was never limited")
+    assert await status("198.51.100.2") == 200
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"List-Unsubscribe=One-Click"),
+        ("multipart/form-data; boundary=XX", b"garbage"),
+        ("application/x-www-form-urlencoded; charset=bogus", b"List-Unsubscribe=One-Click"),
+        ("application/x-www-form-urlencoded", b"List-Unsubscribe=One-Click&x=\xff"),
+        (
+            "multipart/form-data; boundary=B",
+            b'--B\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n'
+            b"Content-Type: text/plain; charset=bogus\r\n\r\nOne-Click\r\n--B--\r\n",
+        ),
+    ],
+    ids=[
+        "multipart without boundary",
+        "garbage multipart",
+        "urlencoded with an unknown charset",
+        "a byte that is not UTF-8",
+        "a part with an unknown charset",
+    ],
+)
+async def test_a_body_that_cannot_be_read_is_a_400_page_and_changes_nothing(
+    client: Client, sink: RecordingEventSink, ref: MailRef, content_type: str, body: bytes
+) -> None:
+    """With a genuine token, an unreadable one-click body is the 400 page, never a 500."""
+    response = await client.post(
+        unsubscribe_path(ref), data=body, headers={"Content-Type": content_type}
+    )
+    assert response.status == 400
+    assert response.content_type == "text/html"
+    assert '<html lang="ja">' in await response.text()
+    assert sink.events == []
+
+
+# Expired tracking links
+
+
+async def test_an_expired_click_still_reaches_the_shop_without_recording(
+    client: Client, sink: RecordingEventSink, clock: FakeClock, ref: MailRef
+) -> None:
+    """A product link in an old newsletter redirects to its signed URL; no click is recorded."""
+    target = "https://shop.example/products/p-9"
+    path = path_of(click_url(ref, target, base_url=BASE, secret=OLD_SECRET, now=NOW))
+    clock.advance((TRACKING_LIFETIME + timedelta(days=1)).total_seconds())
+    before = sample(
+        "nudge_clicks_total", journey="cart_abandonment", step="reminder_1", variant="B"
+    )
+    for method in ("GET", "HEAD"):
+        response = await client.request(method, path, allow_redirects=False)
+        assert response.status == 302
+        assert response.headers["Location"] == target
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert sink.events == []
+    after = sample("nudge_clicks_total", journey="cart_abandonment", step="reminder_1", variant="B")
+    assert after == before
+
+
+async def test_an_expired_click_we_never_signed_is_still_refused(
+    client: Client, sink: RecordingEventSink, clock: FakeClock, ref: MailRef
+) -> None:
+    """Only a genuine token is followed after expiry: a forged one is 403 and goes nowhere."""
+    path = path_of(
+        click_url(ref, "https://evil.example/", base_url=BASE, secret=b"attacker", now=NOW)
+    )
+    clock.advance((TRACKING_LIFETIME + timedelta(days=1)).total_seconds())
+    response = await client.get(path, allow_redirects=False)
+    assert response.status == 403
+    assert "Location" not in response.headers
+    assert sink.events == []
+
+
+async def test_an_expired_signed_non_http_destination_is_still_refused(
+    client: Client, clock: FakeClock, ref: MailRef
+) -> None:
+    """Expiry does not bypass the destination check: only absolute http(s) URLs."""
+    token = sign(
+        {**ref.payload(), "url": "javascript:alert(1)"},
+        purpose=CLICK,
+        secret=SECRET,
+        now=NOW,
+        ttl=timedelta(days=1),
+    )
+    clock.advance(timedelta(days=2).total_seconds())
+    response = await client.get(f"/c/{token}", allow_redirects=False)
+    assert response.status == 400
+    assert "Location" not in response.headers
+
+
+async def test_an_expired_pixel_is_served_without_recording(
+    client: Client, sink: RecordingEventSink, clock: FakeClock, ref: MailRef
+) -> None:
+    """An old mail opened again shows its (invisible) image; no open is recorded."""
+    path = path_of(open_pixel_url(ref, base_url=BASE, secret=SECRET, now=NOW))
+    clock.advance((TRACKING_LIFETIME + timedelta(days=1)).total_seconds())
+    response = await client.get(path)
+    assert response.status == 200
+    assert await response.read() == PIXEL
+    assert sink.events == []
+
+
+# Error pages for what is not a token
+
+
+@pytest.mark.parametrize("path", ["/admin", "/c/", "/c/abc.def/", "/o/", "/unsubscribe/x"])
+async def test_an_unknown_path_is_the_404_page(client: Client, path: str) -> None:
+    """A cut-off or mangled link gets the bilingual not-found page."""
+    response = await client.get(path)
+    await assert_error_page(response, 404)
+    assert "ページが見つかりません" in await response.text()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("DELETE", "/unsubscribe?token=x"), ("POST", "/o/abc.def.gif")]
+)
+async def test_a_wrong_method_is_the_405_page(client: Client, method: str, path: str) -> None:
+    """A method the route does not serve gets the 405 page, still naming the allowed ones."""
+    response = await client.request(method, path)
+    await assert_error_page(response, 405)
+    assert "GET" in response.headers["Allow"]
+
+
+async def test_an_oversized_body_is_the_413_page_and_changes_nothing(
+    client: Client, sink: RecordingEventSink, ref: MailRef
+) -> None:
+    """Request bodies are bounded (4 KiB): a large POST gets the 413 page and no event."""
+    response = await client.post(unsubscribe_path(ref), data={**ONE_CLICK, "pad": "x" * 10_000})
+    await assert_error_page(response, 413)
+    assert sink.events == []
+
+
+async def test_a_client_over_its_rate_gets_the_429_page(
+    make_client: MakeClient, ref: MailRef
+) -> None:
+    """The rate limit answers with the page and Retry-After."""
+    client = await make_client(limits=Limits(per_client_rate=0.001, per_client_burst=1))
+    path = unsubscribe_path(ref)
+    assert (await client.get(path)).status == 200
+    response = await client.get(path)
+    await assert_error_page(response, 429)
+    assert response.headers["Retry-After"]
+
+
+async def test_shedding_load_is_the_503_page(make_client: MakeClient, ref: MailRef) -> None:
+    """Beyond the in-flight cap, link requests get the 503 page with Retry-After."""
+    client = await make_client(limits=Limits(max_in_flight=0))
+    response = await client.get(unsubscribe_path(ref))
+    await assert_error_page(response, 503)
+    assert response.headers["Retry-After"]
+
+
+class BrokenSink:
+    """A sink with a bug: publishing raises something no handler expects."""
+
+    ready = True
+
+    async def publish(self, event: Event) -> None:
+        raise RuntimeError("a bug")
+
+
+async def test_a_bug_is_the_500_page_and_the_log_holds_no_token(
+    make_client: MakeClient, ref: MailRef
+) -> None:
+    """An unexpected error is the 500 page; the log names it without the request's token."""
+    client = await make_client(events=BrokenSink())
+    path = unsubscribe_path(ref)
+    with structlog.testing.capture_logs() as logs:
+        response = await client.post(path, data=ONE_CLICK)
+    await assert_error_page(response, 500)
+    [failure] = [entry for entry in logs if entry["event"] == "request_failed"]
+    assert failure["error"] == "RuntimeError"
+    token = URL(path).query["token"]
+    assert all(token not in repr(entry) for entry in logs)
