@@ -2,12 +2,17 @@
 
 Relying on broker auto-creation would give every topic the broker's default partition count and
 lose the co-partitioning of events, commands and deliveries by `user_id`.
+
+Dead-letter topics are created accepting records a little larger than the broker's default limit:
+a dead letter is the rejected record untouched plus headers, and the rejected record may be as
+large as the broker allowed on its own topic.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
+from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -15,8 +20,21 @@ from aiokafka.errors import TopicAlreadyExistsError
 from nudge.settings import Settings
 from nudge.topics import Topics
 
+# Kafka's default `message.max.bytes` (1 MiB + 12): the largest record batch a broker accepts on a
+# topic without its own `max.message.bytes`, so the largest record an app can publish to events.
+BROKER_MAX_MESSAGE_BYTES: Final = 1_048_588
+# What dead-lettering adds to such a record: the headers of `nudge.deadletter` (at most ~2.6 KB: a
+# message cut at 2,048 bytes, a topic name of up to 249, six names, short values), with room to
+# spare for a header added later.
+DEAD_LETTER_HEADROOM: Final = 64 * 1024
+# `max.message.bytes` of every `<topic>-dlt` Nudge creates, and the processor's producer limit
+# (`producer_max_request_size`): a dead letter of the largest record the broker accepts fits both.
+DEAD_LETTER_MAX_MESSAGE_BYTES: Final = BROKER_MAX_MESSAGE_BYTES + DEAD_LETTER_HEADROOM
+_DEAD_LETTER_SUFFIX: Final = Topics.dead_letter("")
+
 
 def public_topics(topics: Topics) -> list[str]:
+    """The topics of SPEC §1: events, send-commands, deliveries and their dead-letter topics."""
     names = [topics.events, topics.send_commands, topics.deliveries]
     return names + [Topics.dead_letter(name) for name in names]
 
@@ -37,7 +55,7 @@ async def ensure_topics(
                 name=name,
                 num_partitions=settings.topic_partitions,
                 replication_factor=settings.topic_replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if name in compacted_set else {},
+                topic_configs=topic_configs(name, compacted=name in compacted_set),
             )
             for name in wanted
             if name not in existing
@@ -48,3 +66,11 @@ async def ensure_topics(
                 await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+def topic_configs(name: str, *, compacted: bool = False) -> dict[str, str]:
+    """The configuration a topic Nudge creates gets (existing topics keep theirs)."""
+    configs = {"cleanup.policy": "compact"} if compacted else {}
+    if name.endswith(_DEAD_LETTER_SUFFIX):
+        configs["max.message.bytes"] = str(DEAD_LETTER_MAX_MESSAGE_BYTES)
+    return configs

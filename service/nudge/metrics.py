@@ -198,6 +198,19 @@ def set_consumer_lag(service: str, lags: Mapping[tuple[str, int], int]) -> None:
     _LAG_SERIES[service] = set(current)
 
 
+def keep_partition_gauges(partitions: Set[int]) -> None:
+    """Remove the `nudge_pending_timers` and `nudge_table_keys` series of every partition not in
+    `partitions` (the processor's assignment after a rebalance): the worker that took a revoked
+    partition over reports it now, and a stale copy here would count it twice in every sum."""
+    keep = {str(partition) for partition in partitions}
+    for gauge in (PENDING_TIMERS, TABLE_KEYS):
+        present = {
+            sample.labels["partition"] for family in gauge.collect() for sample in family.samples
+        }
+        for partition in present - keep:
+            gauge.remove(partition)
+
+
 class TopicPartitionLike(Protocol):
     """aiokafka's `TopicPartition` (and Faust's `TP`): a topic name and a partition number."""
 

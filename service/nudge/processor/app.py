@@ -8,6 +8,11 @@ worker sends partition-addressed ticks when its due index says something is due.
 
 Topics are created by `kafka.prepare_topics` before the worker starts (the sender, the apps and
 Faust's co-partitioning all rely on the partition count); a mismatch stops the start.
+
+The producer accepts records up to `admin.DEAD_LETTER_MAX_MESSAGE_BYTES` (Faust's default is
+1,000,000, below what the broker lets an app publish): a rejected record of any size the broker
+accepted can then be dead-lettered, to a `-dlt` topic created to take it. The handler caps the
+states and records it makes itself far below that (`handler.MAX_STATE_BYTES`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import faust
 import structlog
 
 from nudge import metrics
+from nudge.admin import DEAD_LETTER_MAX_MESSAGE_BYTES
 from nudge.processor.fastpath import (
     FAST_PATHS_FAUST_VERSION,
     DirectSink,
@@ -99,6 +105,34 @@ class Processor:
         while records remain (recovery_watch.py): a restart is what gets such a worker going."""
         return not self.watch.stalled
 
+    async def report_lag(self) -> None:
+        """Sample the pending timers of every loaded partition and the consumer lag of every
+        assigned source partition (every `LAG_INTERVAL`); revoked partitions lose their lag
+        series (`metrics.set_consumer_lag`), so two workers never both report one."""
+        index = self.index
+        for partition in self.assigned():
+            if index.loaded(partition):
+                metrics.PENDING_TIMERS.labels(str(partition)).set(index.pending(partition))
+        app = self.app
+        topics = self.topics
+        sources = {topics.events, topics.deliveries, topics.internal(TICKS)}
+        consumer: Any = app.consumer
+        committed = getattr(consumer, "_committed_offset", {})
+        lags: dict[tuple[str, int], int] = {}
+        for tp in app.assignor.assigned_actives():
+            if tp.topic not in sources:
+                continue
+            try:
+                done = committed.get(tp)
+                if done is None:
+                    done = await consumer.position(tp)
+                end = consumer.highwater(tp)
+            except Exception:  # noqa: S112 - a partition moving away mid-sample; next time
+                continue
+            if done is not None and end is not None:
+                lags[(tp.topic, tp.partition)] = end - done
+        metrics.set_consumer_lag("processor", lags)
+
     def ready(self) -> bool:
         """Tables recovered, no rebalance running, and every assigned due index loaded."""
         app = self.app
@@ -153,6 +187,7 @@ def create_processor(
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=options.session_timeout,
         broker_heartbeat_interval=min(3.0, options.session_timeout / 5),
+        producer_max_request_size=DEAD_LETTER_MAX_MESSAGE_BYTES,
         web_enabled=False,
         autodiscover=False,
         key_serializer="raw",
@@ -260,28 +295,8 @@ def create_processor(
                 planner.done(partition)
                 log.warning("cannot send a tick", partition=partition, error=repr(err))
 
-    sources = {topics.events, topics.deliveries, topics.internal(TICKS)}
-
     async def report_lag() -> None:
-        for partition in processor.assigned():
-            if index.loaded(partition):
-                metrics.PENDING_TIMERS.labels(str(partition)).set(index.pending(partition))
-        consumer: Any = app.consumer
-        committed = getattr(consumer, "_committed_offset", {})
-        for tp in app.assignor.assigned_actives():
-            if tp.topic not in sources:
-                continue
-            try:
-                done = committed.get(tp)
-                if done is None:
-                    done = await consumer.position(tp)
-                end = consumer.highwater(tp)
-            except Exception:  # noqa: S112 - a partition moving away mid-sample; next time
-                continue
-            if done is not None and end is not None:
-                metrics.CONSUMER_LAG.labels("processor", tp.topic, str(tp.partition)).set(
-                    max(0, end - done)
-                )
+        await processor.report_lag()
 
     app.timer(interval=LAG_INTERVAL, name=f"{topics.prefix}lag")(report_lag)
 
@@ -312,9 +327,11 @@ def create_processor(
     app.timer(interval=options.tick_interval, name=f"{topics.prefix}ticks")(send_ticks)
 
     def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        # Partitions may have moved: reload every due index from the table at the next tick.
+        # Partitions may have moved: reload every due index from the table at the next tick, and
+        # stop reporting the partitions another worker has now.
         index.forget()
         planner.reset()
+        handler.forget_partitions(keep=processor.assigned())
 
     app.on_partitions_assigned.connect(on_assigned)
     app.on_before_shutdown.connect(on_shutdown)

@@ -20,16 +20,18 @@ could store "reminder sent" and lose the reminder. Waiting once per batch instea
 record is what keeps the throughput (docs/processor.md).
 
 Bad input never stops the stream: undecodable records and records whose key is not their user
-go to `<topic>-dlt`; an engine failure on one record dead-letters that record (reason
-`processing_error`) and is logged with its traceback. A timer has no record to dead-letter: one
-whose firing fails is logged and tried again later (a minute, doubling up to an hour).
+go to `<topic>-dlt`; an engine failure on one record, or an outcome that cannot be encoded or is
+over the size caps (`MAX_STATE_BYTES`, `MAX_OUTPUT_BYTES`), dead-letters that record (reason
+`processing_error`, the user's state left as it was) and is logged with its traceback. A timer has
+no record to dead-letter: one whose firing fails is logged and tried again later (a minute,
+doubling up to an hour). Only the broker and the state store failing leave `handle_batch`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -65,6 +67,16 @@ FIRE_YIELD_EVERY: Final = 250  # timers fired between yields to the event loop
 # and the engine's staleness rule decides whether it is still worth sending by then.
 TIMER_RETRY_FIRST: Final = 60.0
 TIMER_RETRY_MAX: Final = 3600.0
+# The largest state-table value (header + engine state) the handler stores. Its changelog record
+# must pass the producer and the broker (the broker refuses records over ~1 MB by default, and a
+# refused changelog record stops the worker, on the same record at every restart), and a state
+# this big is already abnormal (a dozen cart lines with product names of ~60 KB each). Half the
+# broker's default limit leaves ample room for the key and the record's framing. A record whose
+# new state is bigger is dead-lettered instead, and the user's state stays as it was.
+MAX_STATE_BYTES: Final = 512 * 1024
+# The same cap for each send command and policy record (the send-commands topic and the sender
+# keep the broker's default limit): a refused one would stop the worker in the same loop.
+MAX_OUTPUT_BYTES: Final = MAX_STATE_BYTES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,9 +88,15 @@ class HandlerConfig:
 
 
 class ProcessingError(PermanentError):
-    """The engine (or the stored state) failed on one record; it is dead-lettered, not retried."""
+    """The engine, the stored state or encoding the outcome failed on one record; it is
+    dead-lettered, not retried."""
 
     reason = "processing_error"
+
+
+class OutcomeTooLarge(ValueError):
+    """An outcome's state or one of its records is over its cap (`MAX_STATE_BYTES`,
+    `MAX_OUTPUT_BYTES`); nothing of it is stored or produced."""
 
 
 @dataclass(slots=True)
@@ -185,10 +203,10 @@ class RecordHandler:
         raw = self._read(event.user_id.encode(), record, batch)
         try:
             outcome = self.engine.on_event(self._load(raw), event, now)
+            self._apply(record, event.user_id, raw, outcome, batch)
         except Exception as err:
             self._processing_error(record, err, "events", event.user_id, batch)
             return
-        self._apply(record, event.user_id, raw, outcome, batch)
         batch.timings.append(started)
 
     def _on_delivery(self, record: Record, now: datetime, batch: Batch) -> None:
@@ -201,10 +219,9 @@ class RecordHandler:
         raw = self._read(delivery.user_id.encode(), record, batch)
         try:
             outcome = self.engine.on_delivery(self._load(raw), delivery, now)
+            self._apply(record, delivery.user_id, raw, outcome, batch)
         except Exception as err:
             self._processing_error(record, err, "deliveries", delivery.user_id, batch)
-            return
-        self._apply(record, delivery.user_id, raw, outcome, batch)
 
     async def _on_tick(self, record: Record, batch: Batch) -> None:
         """Fire the due timers of the tick's partition (loading its index first if needed)."""
@@ -231,8 +248,10 @@ class RecordHandler:
                     continue
                 metrics.TIMER_LAG.observe(max(0.0, now_s - due_at))
                 outcome = self.engine.on_due(self.codec.decode(stored.state), now)
+                self._apply(record, user_id, raw, outcome, batch)
             except Exception as err:
-                # No record to dead-letter: the user's wake-up stays in the table and goes back
+                # No record to dead-letter (an engine failure, or an outcome that cannot be
+                # encoded or is over a cap): the user's wake-up stays in the table and goes back
                 # into the index for a retry later; the traceback tells the operator what to fix.
                 metrics.PROCESSING_ERRORS.labels("ticks").inc()
                 retry_in = self._timer_failed(user_id)
@@ -247,7 +266,6 @@ class RecordHandler:
                 continue
             if self._timer_failures:
                 self._timer_failures.pop(user_id, None)
-            self._apply(record, user_id, raw, outcome, batch)
         metrics.PENDING_TIMERS.labels(str(partition)).set(self.index.pending(partition))
 
     async def rebuild_index(self, unstored: Batch | None = None) -> None:
@@ -260,6 +278,7 @@ class RecordHandler:
         generation = self.index.generation
         wanted = self.assigned()
         self.index.forget(keep=wanted)
+        self.forget_partitions(keep=wanted)
         missing = {p for p in wanted if not self.index.loaded(p)}
         counts = dict.fromkeys(missing, 0)
         started = time.perf_counter()
@@ -288,6 +307,14 @@ class RecordHandler:
             pending=sum(self.index.pending(p) for p in missing),
             seconds=round(time.perf_counter() - started, 3),
         )
+
+    def forget_partitions(self, keep: Set[int]) -> None:
+        """Drop the key counts and the per-partition gauges of every partition not in `keep` (the
+        assignment after a rebalance): the worker that took a partition over reports it now, and
+        a stale copy here would count it twice in every sum (alerts, dashboard)."""
+        for partition in self._keys.keys() - keep:
+            del self._keys[partition]
+        metrics.keep_partition_gauges(keep)
 
     # -- helpers -------------------------------------------------------------------------------
     def _timer_failed(self, user_id: str) -> float:
@@ -321,30 +348,62 @@ class RecordHandler:
     def _apply(
         self, record: Record, user_id: str, raw: bytes | None, outcome: Outcome, batch: Batch
     ) -> None:
+        """Add one outcome to the batch: its records, its state write, its wake-up.
+
+        Whatever can fail on the outcome's data (encoding the state and every record, the size
+        caps) runs before the batch or the index is touched: a failure raises and leaves them as
+        they were, so the caller can dead-letter the record (or retry the timer) and the batch
+        goes on with the user's previous state.
+        """
         key = user_id.encode()
-        if outcome.commands:  # most records send nothing
-            batch.outputs.extend(
-                Output(topic=self._commands, key=key, value=encode_command(command))
-                for command in outcome.commands
-            )
-        if outcome.policy is not None:
-            batch.outputs.append(
-                Output(topic=self._policy, key=key, value=encode_policy(outcome.policy))
-            )
-        batch.outcomes.append(outcome)
         partition = record.partition
-        if outcome.state is None:
+        state = outcome.state
+        value = None
+        wake_s = None
+        if state is not None:
+            wake_at = outcome.wake_at
+            value = pack_value(self.codec.encode(state), wake_at, partition)
+            if len(value) > MAX_STATE_BYTES:
+                raise OutcomeTooLarge(
+                    f"the user's new state is {len(value):,} bytes, over the "
+                    f"{MAX_STATE_BYTES:,}-byte cap (handler.MAX_STATE_BYTES): not stored, the "
+                    "state stays as it was; look at what this user's events put in it"
+                )
+            wake_s = to_seconds(wake_at) if wake_at else None
+        outputs = None
+        if outcome.commands or outcome.policy is not None:  # most records send nothing
+            outputs = self._outputs(key, outcome)
+        # Nothing below fails on the outcome's data.
+        if outputs is not None:
+            batch.outputs.extend(outputs)
+        batch.outcomes.append(outcome)
+        if value is None:
             if raw is not None:
                 batch.writes[key] = (record, None)
                 self._add_keys(partition, -1)
             self.index.set(partition, user_id, None)
             return
-        wake_at = outcome.wake_at
-        value = pack_value(self.codec.encode(outcome.state), wake_at, partition)
         batch.writes[key] = (record, value)
         if raw is None:
             self._add_keys(partition, 1)
-        self.index.set(partition, user_id, to_seconds(wake_at) if wake_at else None)
+        self.index.set(partition, user_id, wake_s)
+
+    def _outputs(self, key: bytes, outcome: Outcome) -> list[Output]:
+        """The outcome's send commands and policy record, encoded and checked against the cap."""
+        outputs = [
+            Output(topic=self._commands, key=key, value=encode_command(command))
+            for command in outcome.commands
+        ]
+        if outcome.policy is not None:
+            outputs.append(Output(topic=self._policy, key=key, value=encode_policy(outcome.policy)))
+        for output in outputs:
+            if len(output.value) > MAX_OUTPUT_BYTES:
+                raise OutcomeTooLarge(
+                    f"a record for {output.topic} is {len(output.value):,} bytes, over the "
+                    f"{MAX_OUTPUT_BYTES:,}-byte cap (handler.MAX_OUTPUT_BYTES): nothing of this "
+                    "outcome is produced or stored"
+                )
+        return outputs
 
     def _add_keys(self, partition: int, delta: int) -> None:
         if partition in self._keys:

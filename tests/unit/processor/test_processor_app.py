@@ -1,12 +1,18 @@
-"""Which Faust paths a worker takes: its own batch paths only on the release they were read in."""
+"""The worker's Faust app: which paths it takes (its own batch paths only on the release they were
+read in), its producer limit, and the per-partition metrics it reports across rebalances."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faust
 import pytest
+from faust.types import TP
+from prometheus_client import REGISTRY
 
+from nudge import metrics
+from nudge.admin import BROKER_MAX_MESSAGE_BYTES, DEAD_LETTER_MAX_MESSAGE_BYTES
 from nudge.processor.app import Processor, ProcessorOptions, create_processor
 from nudge.processor.cli import load_engine
 from nudge.processor.fastpath import FAST_PATHS_FAUST_VERSION, DirectTableStore, FastApp
@@ -37,3 +43,79 @@ def test_another_faust_release_runs_fausts_own_paths(
     processor = _build(tmp_path)
     assert not isinstance(processor.app, FastApp)
     assert isinstance(processor.handler.store, TableStore)
+
+
+def lag(partition: int, topic: str = "t.events") -> float | None:
+    return REGISTRY.get_sample_value(
+        "nudge_consumer_lag_messages",
+        {"service": "processor", "topic": topic, "partition": str(partition)},
+    )
+
+
+@dataclass
+class StubConsumer:
+    """What `report_lag` reads of Faust's consumer: committed offsets, positions, high waters."""
+
+    highwaters: dict[TP, int]
+    _committed_offset: dict[TP, int] = field(default_factory=dict)
+
+    async def position(self, tp: TP) -> int:
+        return 0
+
+    def highwater(self, tp: TP) -> int:
+        return self.highwaters[tp]
+
+
+def assign(monkeypatch: pytest.MonkeyPatch, processor: Processor, actives: set[TP]) -> None:
+    """Make `actives` this worker's assignment, as Faust's assignor reports it."""
+    monkeypatch.setattr(processor.app.assignor, "assigned_actives", lambda: set(actives))
+
+
+async def test_the_lag_of_a_revoked_partition_is_no_longer_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that lost a lagging partition stops reporting its lag: the worker that has it
+    now reports it, and the alert's sum counts it once."""
+    processor = _build(tmp_path)
+    actives = {TP("t.events", 5), TP("t.events", 6)}
+    processor.app.consumer = StubConsumer(highwaters=dict.fromkeys(actives, 50_000))
+    assign(monkeypatch, processor, actives)
+    await processor.report_lag()
+    assert (lag(5), lag(6)) == (50_000, 50_000)
+    actives.discard(TP("t.events", 5))
+    await processor.report_lag()
+    assert (lag(5), lag(6)) == (None, 50_000)
+
+
+async def test_a_rebalance_drops_the_timer_and_key_gauges_of_revoked_partitions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When Faust announces a new assignment, the pending-timer and table-key series of the
+    partitions that went away are removed at once (no tick needed)."""
+    processor = _build(tmp_path)
+    for partition in (5, 6):
+        metrics.PENDING_TIMERS.labels(str(partition)).set(3)
+        metrics.TABLE_KEYS.labels(str(partition)).set(9)
+    assign(monkeypatch, processor, {TP("t.events", 6)})
+    await processor.app.on_partitions_assigned.send(set())
+    series = {
+        (name, str(partition)): REGISTRY.get_sample_value(name, {"partition": str(partition)})
+        for name in ("nudge_pending_timers", "nudge_table_keys")
+        for partition in (5, 6)
+    }
+    assert series == {
+        ("nudge_pending_timers", "5"): None,
+        ("nudge_table_keys", "5"): None,
+        ("nudge_pending_timers", "6"): 3,
+        ("nudge_table_keys", "6"): 9,
+    }
+
+
+def test_the_producer_takes_a_dead_letter_of_the_largest_record_the_broker_accepts(
+    tmp_path: Path,
+) -> None:
+    """Faust's default (1,000,000 bytes) is below the broker's (1,048,588): the processor's
+    producer is raised to what a `-dlt` topic takes, the broker's limit plus headers."""
+    processor = _build(tmp_path)
+    assert processor.app.conf.producer_max_request_size == DEAD_LETTER_MAX_MESSAGE_BYTES
+    assert DEAD_LETTER_MAX_MESSAGE_BYTES > BROKER_MAX_MESSAGE_BYTES

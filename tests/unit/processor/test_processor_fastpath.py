@@ -1,4 +1,5 @@
-"""The fast paths' batch reader and raw decoding, against small stand-ins for Faust's objects."""
+"""The fast paths' batch reader, raw decoding and sink, against small stand-ins for Faust's
+objects."""
 
 from __future__ import annotations
 
@@ -13,14 +14,19 @@ import faust
 import pytest
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
+from processor_fakes import TOPICS, Rig, SizeCheckingProducer, largest_record
 
+from nudge.admin import DEAD_LETTER_MAX_MESSAGE_BYTES, topic_configs
+from nudge.deadletter import read_headers
 from nudge.processor.fastpath import (
     BUFFERED_FETCH_WAIT,
     BatchDrainConsumer,
+    DirectSink,
     FastApp,
     RawSchema,
     take_batches,
 )
+from nudge.topics import Topics
 
 
 @dataclass(eq=False)
@@ -333,3 +339,26 @@ async def test_with_every_partition_set_aside_fetching_resumes_when_a_buffer_dra
     assert (records, fetching.timeouts) == ({}, [])
     await consumer._wait_next_records(1.0)
     assert fetching.timeouts == [1.0]
+
+
+async def test_the_largest_event_the_broker_accepts_is_dead_lettered_whole(rig: Rig) -> None:
+    """An event as large as the broker lets an app publish (1,048,588 bytes by default; Nudge
+    reads at most 64 KiB) goes to the events DLT as `too_large`, its bytes untouched and the
+    headers added, through a producer limited as the processor's is, to a `-dlt` topic
+    configured as Nudge creates it. The next record of the batch is handled as usual."""
+    dlt = Topics.dead_letter(TOPICS.events)
+    producer = SizeCheckingProducer(
+        max_request_size=DEAD_LETTER_MAX_MESSAGE_BYTES,  # the processor's (test_processor_app)
+        topic_limits={dlt: int(topic_configs(dlt)["max.message.bytes"])},
+    )
+    rig.handler.sink = DirectSink(cast("faust.App", SimpleNamespace(producer=producer)))
+    value = largest_record(b"u-1")
+    big = rig.record(TOPICS.events, value, key=b"u-1")
+    order = {"order_id": "o-1", "total": 4800, "currency": "JPY", "items": []}
+    after = rig.event_record(type="order.completed", user_id="u-2", properties=order)
+    await rig.handler.handle_batch([big, after])
+    [(topic, key, sent, headers), (command_topic, *_)] = producer.sent
+    assert (topic, key, sent) == (dlt, b"u-1", value)
+    assert read_headers(headers)["nudge-error-reason"] == "too_large"
+    assert command_topic == TOPICS.send_commands
+    assert b"u-2" in rig.store.data

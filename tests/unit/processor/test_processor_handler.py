@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import orjson
 import pytest
-from processor_fakes import TOPICS, Rig
+from processor_fakes import TOPICS, Rig, new_rig
 
 from nudge.processor.timers import unpack
 
@@ -346,3 +346,178 @@ async def test_a_user_deleted_just_before_the_tick_that_loads_their_partition_ge
     await restarted.tick()
     assert restarted.commands() == []
     assert b"u-41" not in restarted.store.data
+
+
+# -- an outcome that cannot be encoded or stored: per-record failures, not broker outages --------
+U64_MAX = 2**64 - 1  # the largest integer the codecs encode (and `decode_event` accepts)
+
+
+def huge_cart(**overrides: object) -> dict[str, object]:
+    return {**CART, **overrides}
+
+
+async def test_an_event_whose_new_state_cannot_be_encoded_is_dead_lettered(rig: Rig) -> None:
+    """Two valid cart events for one product add up to a quantity no codec encodes: the second
+    is dead-lettered `processing_error` (counted, logged), the user's state stays the first
+    one's, and the batch goes on with the next record."""
+    await rig.event(type="cart.item_added", user_id="u-50", properties=huge_cart(quantity=U64_MAX))
+    stored = rig.store.data[b"u-50"]
+    errors = sample("nudge_processing_errors_total", {"source": "events"})
+    poison = rig.event_record(
+        type="cart.item_added", user_id="u-50", properties=huge_cart(quantity=U64_MAX)
+    )
+    after = rig.event_record(type="order.completed", user_id="u-51", properties=ORDER)
+    await rig.handler.handle_batch([poison, after])
+    assert [(d.record, d.reason) for d in rig.sink.dead_letters] == [(poison, "processing_error")]
+    assert "Integer exceeds 64-bit range" in rig.sink.dead_letters[0].message
+    assert sample("nudge_processing_errors_total", {"source": "events"}) == errors + 1
+    assert rig.store.data[b"u-50"] == stored
+    assert [c["user_id"] for c in rig.commands()] == ["u-51"]
+
+
+async def test_an_event_whose_command_cannot_be_encoded_leaves_nothing_of_its_outcome(
+    rig: Rig,
+) -> None:
+    """An order whose confirmation cannot be encoded (the cart's total beyond 64 bits) is
+    dead-lettered whole: no command, and neither the state it would have stored nor the
+    cancelled reminder (the index keeps it)."""
+    total = huge_cart(price=10**18, quantity=100)  # each fits in 64 bits, their product not
+    await rig.event(type="cart.item_added", user_id="u-52", properties=total)
+    await rig.tick()
+    stored = rig.store.data[b"u-52"]
+    await rig.event(type="order.completed", user_id="u-52", properties=ORDER)
+    assert [d.reason for d in rig.sink.dead_letters] == ["processing_error"]
+    assert rig.commands() == []
+    assert rig.store.data[b"u-52"] == stored
+    assert rig.index.pending(0) == 1
+
+
+async def test_a_delivery_whose_new_state_cannot_be_encoded_is_dead_lettered(rig: Rig) -> None:
+    """The same for delivery records: dead-lettered to the deliveries DLT, state kept."""
+
+    def delivery(attempt: int) -> bytes:
+        return orjson.dumps(
+            {
+                "command_id": "c-1",
+                "idempotency_key": "k-1",
+                "user_id": "u-53",
+                "status": "deferred",
+                "attempt": attempt,
+                "at": "2026-11-22T10:00:00+00:00",
+            }
+        )
+
+    await rig.feed(TOPICS.deliveries, delivery(U64_MAX), key=b"u-53")
+    stored = rig.store.data[b"u-53"]
+    bad = await rig.feed(TOPICS.deliveries, delivery(1), key=b"u-53")
+    assert [(d.record, d.reason) for d in rig.sink.dead_letters] == [(bad, "processing_error")]
+    assert rig.store.data[b"u-53"] == stored
+
+
+async def test_a_timer_whose_command_cannot_be_encoded_is_retried_and_the_tick_goes_on(
+    rig: Rig,
+) -> None:
+    """A reminder whose command cannot be encoded (a cart total beyond 64 bits) is counted and
+    tried again a minute later, its wake-up kept in the table; the other users' reminders due in
+    the same tick are sent."""
+    from nudge.processor.handler import TIMER_RETRY_FIRST
+
+    total = huge_cart(price=10**18, quantity=100)  # each fits in 64 bits, their product not
+    await rig.event(type="cart.item_added", user_id="u-54", properties=total)
+    await rig.event(type="cart.item_added", user_id="u-55", properties=CART)
+    await rig.tick()
+    stored = rig.store.data[b"u-54"]
+    errors = sample("nudge_processing_errors_total", {"source": "ticks"})
+    rig.clock.advance(minutes=2)
+    await rig.tick()
+    assert sample("nudge_processing_errors_total", {"source": "ticks"}) == errors + 1
+    assert [c["user_id"] for c in rig.commands()] == ["u-55"]
+    assert rig.store.data[b"u-54"] == stored
+    assert unpack(stored).wake_at is not None
+    assert rig.index.next_due(0) == rig.clock.now().timestamp() + TIMER_RETRY_FIRST
+    assert rig.sink.dead_letters == []
+
+
+async def test_a_state_over_the_cap_is_not_stored_and_its_record_is_dead_lettered(
+    rig: Rig,
+) -> None:
+    """Valid cart events (each well under the 64 KiB event limit) grow a state line by line;
+    the one that would take it past MAX_STATE_BYTES is dead-lettered and the state stays the
+    last one under the cap. Smaller events of that user still go through."""
+    from nudge.processor.handler import MAX_STATE_BYTES
+
+    name = "x" * 63_000
+    for n in range(MAX_STATE_BYTES // 63_000 + 2):
+        line = huge_cart(product_id=f"p-{n}", name=name)
+        await rig.event(type="cart.item_added", user_id="u-56", properties=line)
+        if rig.sink.dead_letters:
+            break
+    assert [d.reason for d in rig.sink.dead_letters] == ["processing_error"]
+    assert "cap" in rig.sink.dead_letters[0].message
+    stored = rig.store.data[b"u-56"]
+    assert len(stored) <= MAX_STATE_BYTES
+    assert len(unpack(stored).state) > MAX_STATE_BYTES - 63_000 - 1_000
+    await rig.event(type="order.completed", user_id="u-56", properties=ORDER)
+    assert [c["user_id"] for c in rig.commands()] == ["u-56"]
+
+
+async def test_a_timer_whose_command_is_over_the_cap_is_retried(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records an outcome produces have a cap too (a refused one would stop the worker):
+    a reminder over it is counted and retried like any failed timer, nothing sent or stored."""
+    from nudge.processor import handler
+
+    monkeypatch.setattr(handler, "MAX_OUTPUT_BYTES", 300)
+    await rig.event(type="cart.item_added", user_id="u-57", properties=CART)
+    await rig.tick()
+    stored = rig.store.data[b"u-57"]
+    errors = sample("nudge_processing_errors_total", {"source": "ticks"})
+    rig.clock.advance(minutes=2)
+    await rig.tick()
+    assert sample("nudge_processing_errors_total", {"source": "ticks"}) == errors + 1
+    assert rig.commands() == []
+    assert rig.store.data[b"u-57"] == stored
+
+
+# -- per-partition gauges follow the assignment ------------------------------------------------
+def gauge(name: str, partition: int) -> float | None:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, {"partition": str(partition)})
+
+
+async def test_a_revoked_partition_is_no_longer_reported() -> None:
+    """After a rebalance takes partition 8 away, this worker exports no pending-timer or
+    table-key series for it (the worker that has 8 now does), so sums across workers count it
+    once."""
+    rig = new_rig(assigned={7, 8})
+    await rig.event(type="cart.item_added", user_id="u-60", properties=CART, partition=8)
+    await rig.tick(partition=7)  # loads 7 and 8
+    assert gauge("nudge_pending_timers", 8) == 1
+    assert gauge("nudge_table_keys", 8) == 1
+    rig.assigned.discard(8)  # the rebalance: Faust's on_partitions_assigned
+    rig.index.forget()
+    await rig.tick(partition=7)  # reloads the index of what is assigned
+    assert gauge("nudge_pending_timers", 8) is None
+    assert gauge("nudge_table_keys", 8) is None
+    assert gauge("nudge_table_keys", 7) == 0
+
+
+async def test_a_partition_that_comes_back_is_counted_afresh_from_the_table() -> None:
+    """Users another worker added to a partition while it was away are in its count when it
+    comes back; the count this worker had before is forgotten, not carried on."""
+    rig = new_rig(assigned={7, 8})
+    await rig.event(type="user.logged_in", user_id="u-61", partition=8)
+    await rig.tick(partition=7)
+    assert gauge("nudge_table_keys", 8) == 1
+    rig.assigned.discard(8)  # 8 moves to another worker …
+    rig.handler.forget_partitions(keep=rig.assigned)
+    other = rig.with_handler(assigned={8})
+    await other.event(type="user.logged_in", user_id="u-62", partition=8)  # … which adds a user
+    rig.assigned.add(8)  # 8 comes back
+    rig.index.forget()
+    await rig.event(type="user.logged_in", user_id="u-63", partition=8)
+    assert gauge("nudge_table_keys", 8) is None  # not loaded yet: no stale count + 1
+    await rig.tick(partition=7)
+    assert gauge("nudge_table_keys", 8) == 3
