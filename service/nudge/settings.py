@@ -109,6 +109,9 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:8080"
     token_secret: bytes = field(default=b"", repr=False)
     token_secrets_previous: tuple[bytes, ...] = field(default=(), repr=False)
+    # NUDGE_TOKEN_SECRET unset: `token_secret` is random for this process only, so no other
+    # process verifies its links (the sender and `nudge web` warn at start).
+    token_secret_random: bool = False
     web_port: int = 8080
     tracking_enabled: bool = True
     # Logs
@@ -168,6 +171,7 @@ class Settings:
             # Without a configured secret every process start would invalidate the links in mail
             # already sent, so a random one is only acceptable for demos; docs say so.
             token_secret=secret.strip().encode() or secrets.token_bytes(32),
+            token_secret_random=not secret.strip(),
             # Retired secrets still accepted when verifying links (rotation; docs/links.md).
             token_secrets_previous=tuple(part.strip().encode() for part in previous),
             web_port=_int(env, "NUDGE_WEB_PORT", defaults.web_port),

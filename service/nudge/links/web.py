@@ -125,6 +125,13 @@ async def serve(
     try:
         await web.TCPSite(runner, host, port).start()
         log.info("web_listening", host=host, port=port, public_url=settings.public_base_url)
+        if settings.token_secret_random:
+            log.warning(
+                "token_secret_unset",
+                hint="NUDGE_TOKEN_SECRET is not set: links are checked against a random key of "
+                "this process, so every link the sender made answers 403; set the same secret "
+                "for the sender and `nudge web`",
+            )
         await stop.wait()
         log.info("web_stopping")
     finally:

@@ -69,6 +69,13 @@ async def run(settings: Settings, *, http_port: int, http_host: str = "127.0.0.1
         topic_prefix=settings.topic_prefix,
         http_port=http_port,
     )
+    if settings.token_secret_random:
+        log.warning(
+            "sender.token_secret_unset",
+            hint="NUDGE_TOKEN_SECRET is not set: this process signs its links with a random key "
+            "that `nudge web` cannot verify (every unsubscribe link answers 403); set the same "
+            "secret for the sender and `nudge web`",
+        )
     if not settings.public_base_url.startswith("https://"):
         log.warning(
             "sender.links_not_https",

@@ -66,6 +66,8 @@ def test_a_blank_secret_is_unset() -> None:
     """A secret of whitespace only is no secret: a random one per process, as when unset."""
     settings = Settings.from_env({"NUDGE_TOKEN_SECRET": " \n"})
     assert len(settings.token_secret) == 32
+    assert settings.token_secret_random  # the sender and `nudge web` warn at start
+    assert not Settings.from_env({"NUDGE_TOKEN_SECRET": "s3cret\n"}).token_secret_random
 
 
 def test_secrets_never_appear_in_the_settings_repr() -> None:
