@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from nudge.settings import Settings
@@ -74,3 +75,35 @@ def topic_configs(name: str, *, compacted: bool = False) -> dict[str, str]:
     if name.endswith(_DEAD_LETTER_SUFFIX):
         configs["max.message.bytes"] = str(DEAD_LETTER_MAX_MESSAGE_BYTES)
     return configs
+
+
+async def dead_letter_limits_below(settings: Settings, names: Iterable[str]) -> dict[str, int]:
+    """The existing topics among `names` whose `max.message.bytes` is below
+    `DEAD_LETTER_MAX_MESSAGE_BYTES` (dead-letter topics created before Nudge raised it), with
+    their limit: a record as large as the broker accepts elsewhere cannot be dead-lettered there.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [name for name in names if name in existing]
+        if not wanted:
+            return {}
+        responses = await admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, name, configs={"max.message.bytes": None})
+                for name in wanted
+            ]
+        )
+    finally:
+        await admin.close()
+    low: dict[str, int] = {}
+    for response in responses:
+        for error_code, _message, _type, name, entries in response.resources:
+            if error_code != 0:
+                continue
+            for entry in entries:
+                key, value = entry[0], int(entry[1])
+                if key == "max.message.bytes" and value < DEAD_LETTER_MAX_MESSAGE_BYTES:
+                    low[name] = value
+    return low

@@ -12,16 +12,19 @@ from typing import Any, Final
 
 import faust
 import faust.streams as faust_streams
+import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from nudge.admin import ensure_topics
+from nudge.admin import DEAD_LETTER_MAX_MESSAGE_BYTES, dead_letter_limits_below, ensure_topics
 from nudge.deadletter import Source, headers
 from nudge.errors import ConfigError, PermanentError
 from nudge.processor.ports import Output, Record, Write
 from nudge.settings import Settings
 from nudge.topics import Topics
+
+log = structlog.get_logger("nudge.processor")
 
 TABLE_NAME: Final = "users"
 TICKS: Final = "ticks"
@@ -191,4 +194,29 @@ async def prepare_topics(settings: Settings) -> None:
             "events, deliveries, ticks and the state changelog must have the same count (state "
             "is placed by partition). Set NUDGE_TOPIC_PARTITIONS to the existing count, or use a "
             "new NUDGE_TOPIC_PREFIX."
+        )
+    await _warn_about_small_dead_letter_topics(settings, topics)
+
+
+async def _warn_about_small_dead_letter_topics(settings: Settings, topics: Topics) -> None:
+    """Dead-letter topics created before Nudge raised their limit (docs/processor.md, Record
+    sizes): the largest events the broker accepts could not be dead-lettered there, and the
+    worker would stop on one. A warning with the fix, never a reason not to start."""
+    names = [Topics.dead_letter(topics.events), Topics.dead_letter(topics.deliveries)]
+    try:
+        low = await dead_letter_limits_below(settings, names)
+    except Exception as err:  # a check that cannot run only leaves the warning out
+        log.warning("dead_letter_limits_unknown", error=repr(err))
+        return
+    for name, limit in sorted(low.items()):
+        log.warning(
+            "dead_letter_topic_limit_low",
+            topic=name,
+            max_message_bytes=limit,
+            wanted=DEAD_LETTER_MAX_MESSAGE_BYTES,
+            hint=(
+                f"kafka-configs.sh --bootstrap-server … --alter --entity-type topics "
+                f"--entity-name {name} --add-config max.message.bytes="
+                f"{DEAD_LETTER_MAX_MESSAGE_BYTES}"
+            ),
         )
