@@ -114,11 +114,9 @@ class Firing:
         if not self._has_seasonal or state.last_active is None:
             return None
         last_active = state.last_active
-        for slot in self.timing.next_slots(tz, state.seasonal_cursor):  # memoized: the usual
-            if self._in_audience(slot, last_active):
-                return slot.due
-        # Not in the audience of the sends at that moment; a journey with a wider window may
-        # have the user in a later send's audience (the cursor moves when that one is due).
+        # The first send after the cursor the user is in the audience of: not always the next
+        # one, since a journey with a wider window may have the user in a later send's audience
+        # (the cursor moves when that one is due).
         times, slots = self.timing.slots(tz)
         for index in range(bisect_right(times, state.seasonal_cursor), len(slots)):
             slot = slots[index]
