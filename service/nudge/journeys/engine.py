@@ -239,8 +239,8 @@ class Engine:
 
     def fire_due(self, state: UserState, now_ms: int) -> Result:
         """`on_due` at `now_ms`, returning a `Result` tuple."""
-        if state.deleted_at is not None and state.tombstone:
-            erased = state.deleted_at + TOMBSTONE_MS
+        erased = _erased_at(state)
+        if erased is not None:
             if now_ms >= erased:
                 return None, (), (), None, None  # the window for late events is over: erase
             return state, (), (), erased, None
@@ -269,8 +269,9 @@ class Engine:
 
     def _next_due(self, state: UserState) -> int | None:
         """`Firing.next_due` in the state's zone; for a tombstone, the time it is erased."""
-        if state.deleted_at is not None and state.tombstone:
-            return state.deleted_at + TOMBSTONE_MS
+        erased = _erased_at(state)
+        if erased is not None:
+            return erased
         return self.firing.next_due(state, zone(state.timezone, self._default_tz))
 
     def _delete(
@@ -352,3 +353,11 @@ def _seen(seen: bytes, digest: bytes) -> bool:
 
 
 __all__ = ["Engine"]
+
+
+def _erased_at(state: UserState) -> int | None:
+    """When a deletion's tombstone is erased (`TOMBSTONE_MS` after the deletion); None for any
+    other state."""
+    if state.deleted_at is None or not state.tombstone:
+        return None
+    return state.deleted_at + TOMBSTONE_MS
