@@ -170,10 +170,10 @@ class Settings:
             public_base_url=text("NUDGE_PUBLIC_URL", defaults.public_base_url).rstrip("/"),
             # Without a configured secret every process start would invalidate the links in mail
             # already sent, so a random one is only acceptable for demos; docs say so.
-            token_secret=secret.strip().encode() or secrets.token_bytes(32),
-            token_secret_random=not secret.strip(),
+            token_secret=secret.encode() or secrets.token_bytes(32),
+            token_secret_random=not secret,
             # Retired secrets still accepted when verifying links (rotation; docs/links.md).
-            token_secrets_previous=tuple(part.strip().encode() for part in previous),
+            token_secrets_previous=tuple(part.encode() for part in previous),
             web_port=_int(env, "NUDGE_WEB_PORT", defaults.web_port),
             tracking_enabled=_flag(env.get("NUDGE_TRACKING", "1"), "NUDGE_TRACKING"),
             log_format=_choice(env, "NUDGE_LOG_FORMAT", ("json", "console"), defaults.log_format),
@@ -182,7 +182,7 @@ class Settings:
 
 
 def _token_secret(env: Mapping[str, str], name: str) -> str:
-    """One secret as written (`from_env` strips it, as it strips each retired one).
+    """One secret, surrounding whitespace stripped like each retired one (`_token_secrets`).
 
     A comma is refused: `NUDGE_TOKEN_SECRET_PREVIOUS` separates secrets with commas, so a secret
     holding one could never be retired there, and rotating it would refuse every link it signed.
@@ -194,12 +194,12 @@ def _token_secret(env: Mapping[str, str], name: str) -> str:
             "secrets, so this one could never be rotated out; choose a secret without commas, "
             "e.g. the output of `openssl rand -hex 32`"
         )
-    return value
+    return value.strip()
 
 
 def _token_secrets(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """A comma-separated list of secrets as written, blank entries left out."""
-    return tuple(part for part in env.get(name, "").split(",") if part.strip())
+    """A comma-separated list of secrets, each stripped, blank entries left out."""
+    return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
 
 
 def _flag(value: str, name: str) -> bool:
