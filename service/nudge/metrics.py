@@ -178,10 +178,6 @@ LINK_EVENTS_LOST = Counter(
 )
 
 
-_LAG_SERIES: dict[str, set[tuple[str, str]]] = {}
-"""The (topic, partition) series each service last reported, so revoked ones can be removed."""
-
-
 def set_consumer_lag(service: str, lags: Mapping[tuple[str, int], int]) -> None:
     """Report `nudge_consumer_lag_messages` for the partitions `service` holds now.
 
@@ -191,24 +187,41 @@ def set_consumer_lag(service: str, lags: Mapping[tuple[str, int], int]) -> None:
     and the alert's sum stays right. Negative values (offsets read at different moments) count 0.
     """
     current = {(topic, str(partition)): max(lag, 0) for (topic, partition), lag in lags.items()}
-    for topic, partition in _LAG_SERIES.get(service, set()) - current.keys():
-        CONSUMER_LAG.remove(service, topic, partition)
     for (topic, partition), lag in current.items():
         CONSUMER_LAG.labels(service=service, topic=topic, partition=partition).set(lag)
-    _LAG_SERIES[service] = set(current)
+    _remove_series(
+        CONSUMER_LAG,
+        lambda labels: (
+            labels["service"] == service and (labels["topic"], labels["partition"]) not in current
+        ),
+    )
 
 
 def keep_partition_gauges(partitions: Set[int]) -> None:
-    """Remove the `nudge_pending_timers` and `nudge_table_keys` series of every partition not in
-    `partitions` (the processor's assignment after a rebalance): the worker that took a revoked
-    partition over reports it now, and a stale copy here would count it twice in every sum."""
+    """Remove the processor's per-partition series (`nudge_pending_timers`, `nudge_table_keys`
+    and its `nudge_consumer_lag_messages` on every topic) of every partition not in `partitions`
+    (its assignment after a rebalance): the worker that took a revoked partition over reports it
+    now, and a stale copy here would count it twice in every sum."""
     keep = {str(partition) for partition in partitions}
-    for gauge in (PENDING_TIMERS, TABLE_KEYS):
-        present = {
-            sample.labels["partition"] for family in gauge.collect() for sample in family.samples
-        }
-        for partition in present - keep:
-            gauge.remove(partition)
+    _remove_series(PENDING_TIMERS, lambda labels: labels["partition"] not in keep)
+    _remove_series(TABLE_KEYS, lambda labels: labels["partition"] not in keep)
+    _remove_series(
+        CONSUMER_LAG,
+        lambda labels: labels["service"] == "processor" and labels["partition"] not in keep,
+    )
+
+
+def _remove_series(gauge: Gauge, stale: Callable[[Mapping[str, str]], bool]) -> None:
+    """Remove every series of `gauge` whose labels `stale` picks.
+
+    The series are read back from the gauge rather than remembered where they were set: one rule
+    for every per-partition gauge, whichever code path set a series.
+    """
+    for family in gauge.collect():
+        for sample in family.samples:
+            if stale(sample.labels):
+                # A gauge's sample carries exactly its label names, in their declared order.
+                gauge.remove(*sample.labels.values())
 
 
 class TopicPartitionLike(Protocol):

@@ -159,13 +159,49 @@ def lag_samples(service: str) -> dict[tuple[str, str], float]:
 
 
 def test_consumer_lag_follows_the_assignment() -> None:
-    """Revoked partitions lose their series; negative lags (racy offsets) are reported as 0."""
+    """Revoked partitions lose their series; negative lags (racy offsets) are reported as 0;
+    another service's series are its own."""
+    metrics.set_consumer_lag("lagtest-other", {("t.events", 0): 4})
     metrics.set_consumer_lag("lagtest", {("t.events", 0): 5, ("t.events", 1): 7})
     assert lag_samples("lagtest") == {("t.events", "0"): 5, ("t.events", "1"): 7}
     metrics.set_consumer_lag("lagtest", {("t.events", 1): 3, ("t.events", 2): -2})
     assert lag_samples("lagtest") == {("t.events", "1"): 3, ("t.events", "2"): 0}
     metrics.set_consumer_lag("lagtest", {})
     assert lag_samples("lagtest") == {}
+    assert lag_samples("lagtest-other") == {("t.events", "0"): 4}
+
+
+def test_a_new_assignment_leaves_only_the_kept_partitions_in_every_per_partition_gauge() -> None:
+    """Whichever per-partition gauge the processor sets (those of today and any added later),
+    after a rebalance it exports only the partitions it kept, so that two workers never both
+    report one; the sender's lag is not the processor's to remove."""
+    gauges = {
+        name: metric
+        for name, metric in nudge_metrics().items()
+        if isinstance(metric, Gauge) and "partition" in metric._labelnames
+    }
+    assert {"PENDING_TIMERS", "TABLE_KEYS", "CONSUMER_LAG"} <= gauges.keys()
+
+    def labels(gauge: Gauge, service: str, partition: int) -> dict[str, str]:
+        special = {"service": service, "partition": str(partition)}
+        return {name: special.get(name, "t.events") for name in gauge._labelnames}
+
+    for gauge in gauges.values():
+        for partition in (41, 42):
+            gauge.labels(**labels(gauge, "processor", partition)).set(1)
+        if "service" in gauge._labelnames:
+            gauge.labels(**labels(gauge, "sender", 41)).set(1)
+    metrics.keep_partition_gauges({42})
+    left = {
+        (name, sample.labels.get("service", "processor"), sample.labels["partition"])
+        for name, gauge in gauges.items()
+        for family in gauge.collect()
+        for sample in family.samples
+        if sample.labels["partition"] in {"41", "42"}
+    }
+    assert left == {(name, "processor", "42") for name in gauges} | {
+        ("CONSUMER_LAG", "sender", "41")
+    }
 
 
 @dataclass(frozen=True)

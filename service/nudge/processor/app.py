@@ -107,8 +107,9 @@ class Processor:
 
     async def report_lag(self) -> None:
         """Sample the pending timers of every loaded partition and the consumer lag of every
-        assigned source partition (every `LAG_INTERVAL`); revoked partitions lose their lag
-        series (`metrics.set_consumer_lag`), so two workers never both report one."""
+        assigned source partition (every `LAG_INTERVAL`). A revoked partition's series are
+        removed at the rebalance (`on_assigned`); a lag series this sample does not renew goes
+        too (`metrics.set_consumer_lag`), so two workers never both report one."""
         index = self.index
         for partition in self.assigned():
             if index.loaded(partition):

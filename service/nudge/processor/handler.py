@@ -145,7 +145,9 @@ class RecordHandler:
         self._policy = topics.internal("contact-policy")
         self._keys: dict[int, int] = {}
         self._consumed: dict[str, Any] = {}  # label children, looked up once per event type
-        self._timer_failures: dict[str, int] = {}  # user -> failed firings in a row
+        # partition -> user -> failed firings in a row; by partition, so that a revoked
+        # partition's counts go with it (`forget_partitions`)
+        self._timer_failures: dict[int, dict[str, int]] = {}
 
     async def handle(self, record: Record) -> None:
         """Handle one record (a batch of one)."""
@@ -254,18 +256,19 @@ class RecordHandler:
                 # encoded or is over a cap): the user's wake-up stays in the table and goes back
                 # into the index for a retry later; the traceback tells the operator what to fix.
                 metrics.PROCESSING_ERRORS.labels("ticks").inc()
-                retry_in = self._timer_failed(user_id)
+                retry_in = self._timer_failed(partition, user_id)
                 self.index.set(partition, user_id, now_s + retry_in)
                 log.error(
                     "timer failed",
                     user_id=user_id,
-                    failures=self._timer_failures[user_id],
+                    failures=self._timer_failures[partition][user_id],
                     retry_in_seconds=retry_in,
                     exc_info=err,
                 )
                 continue
-            if self._timer_failures:
-                self._timer_failures.pop(user_id, None)
+            failed = self._timer_failures.get(partition)
+            if failed:
+                failed.pop(user_id, None)
         metrics.PENDING_TIMERS.labels(str(partition)).set(self.index.pending(partition))
 
     async def rebuild_index(self, unstored: Batch | None = None) -> None:
@@ -309,18 +312,21 @@ class RecordHandler:
         )
 
     def forget_partitions(self, keep: Set[int]) -> None:
-        """Drop the key counts and the per-partition gauges of every partition not in `keep` (the
-        assignment after a rebalance): the worker that took a partition over reports it now, and
-        a stale copy here would count it twice in every sum (alerts, dashboard)."""
+        """Drop what this worker holds about every partition not in `keep` (the assignment after a
+        rebalance): its key count and gauges (the worker that took the partition over reports it
+        now, and a stale copy here would count it twice in every sum: alerts, dashboard), and its
+        users' timer failures (if it comes back, their back-off starts again from a minute)."""
         for partition in self._keys.keys() - keep:
             del self._keys[partition]
+        for partition in self._timer_failures.keys() - keep:
+            del self._timer_failures[partition]
         metrics.keep_partition_gauges(keep)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _timer_failed(self, user_id: str) -> float:
+    def _timer_failed(self, partition: int, user_id: str) -> float:
         """Count one more failed firing for the user; seconds until the next try."""
-        failures = self._timer_failures.get(user_id, 0) + 1
-        self._timer_failures[user_id] = failures
+        failed = self._timer_failures.setdefault(partition, {})
+        failures = failed[user_id] = failed.get(user_id, 0) + 1
         return min(TIMER_RETRY_MAX, TIMER_RETRY_FIRST * (1 << min(failures - 1, 16)))
 
     def _entries(self, newer: dict[bytes, bytes | None]) -> Iterator[tuple[bytes, bytes]]:

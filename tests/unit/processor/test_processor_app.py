@@ -87,27 +87,37 @@ async def test_the_lag_of_a_revoked_partition_is_no_longer_reported(
     assert (lag(5), lag(6)) == (None, 50_000)
 
 
-async def test_a_rebalance_drops_the_timer_and_key_gauges_of_revoked_partitions(
+def reported(partition: int) -> dict[str, float | None]:
+    """What this worker exports about `partition`: pending timers, table keys, events lag."""
+    labels = {"partition": str(partition)}
+    return {
+        "nudge_pending_timers": REGISTRY.get_sample_value("nudge_pending_timers", labels),
+        "nudge_table_keys": REGISTRY.get_sample_value("nudge_table_keys", labels),
+        "nudge_consumer_lag_messages": lag(partition),
+    }
+
+
+async def test_a_rebalance_removes_every_series_of_the_revoked_partitions_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """When Faust announces a new assignment, the pending-timer and table-key series of the
-    partitions that went away are removed at once (no tick needed)."""
+    """When Faust announces a new assignment, the pending-timer, table-key and consumer-lag
+    series of the partitions that went away are removed at once (no tick or lag sample needed),
+    and those of the partitions kept stay."""
     processor = _build(tmp_path)
+    actives = {TP("t.events", 5), TP("t.events", 6)}
+    processor.app.consumer = StubConsumer(highwaters=dict.fromkeys(actives, 50_000))
+    assign(monkeypatch, processor, actives)
+    await processor.report_lag()
     for partition in (5, 6):
         metrics.PENDING_TIMERS.labels(str(partition)).set(3)
         metrics.TABLE_KEYS.labels(str(partition)).set(9)
     assign(monkeypatch, processor, {TP("t.events", 6)})
     await processor.app.on_partitions_assigned.send(set())
-    series = {
-        (name, str(partition)): REGISTRY.get_sample_value(name, {"partition": str(partition)})
-        for name in ("nudge_pending_timers", "nudge_table_keys")
-        for partition in (5, 6)
-    }
-    assert series == {
-        ("nudge_pending_timers", "5"): None,
-        ("nudge_table_keys", "5"): None,
-        ("nudge_pending_timers", "6"): 3,
-        ("nudge_table_keys", "6"): 9,
+    assert reported(5) == dict.fromkeys(reported(5), None)
+    assert reported(6) == {
+        "nudge_pending_timers": 3,
+        "nudge_table_keys": 9,
+        "nudge_consumer_lag_messages": 50_000,
     }
 
 

@@ -267,6 +267,41 @@ async def test_a_timer_that_keeps_failing_is_tried_less_often_up_to_once_an_hour
     assert rig.commands() == []
 
 
+def rebalance(rig: Rig, assigned: set[int]) -> None:
+    """What a new assignment does to the worker (app.py's `on_assigned`)."""
+    rig.assigned.clear()
+    rig.assigned.update(assigned)
+    rig.index.forget()
+    rig.planner.reset()
+    rig.handler.forget_partitions(keep=rig.assigned)
+
+
+@pytest.mark.parametrize(
+    ("away", "doublings"),
+    [(set(), 1), ({0}, 0)],
+    ids=["partition kept: the back-off goes on", "partition away and back: it starts again"],
+)
+async def test_the_back_off_of_a_failing_timer_counts_failures_while_its_partition_stays(
+    rig: Rig, away: set[int], doublings: int
+) -> None:
+    """Across a rebalance that keeps the user's partition the wait goes on doubling; once the
+    partition was taken away and came back, its next failure waits a minute again (the worker
+    kept nothing of the partitions it lost)."""
+    from nudge.processor.handler import TIMER_RETRY_FIRST
+
+    await rig.event(type="cart.item_added", user_id="u-33", properties=CART)
+    await rig.tick()
+    rig.engine.fail_on = "due"
+    rig.clock.advance(minutes=2)
+    await rig.tick()
+    assert rig.index.next_due(0) == rig.clock.now().timestamp() + TIMER_RETRY_FIRST
+    rebalance(rig, {0, 1} - away)
+    rebalance(rig, {0, 1})
+    await rig.tick()  # reloads the index from the table: the wake-up is overdue, tried at once
+    wait = rig.index.next_due(0) - rig.clock.now().timestamp()
+    assert wait == TIMER_RETRY_FIRST * 2**doublings
+
+
 async def test_a_timer_burst_sends_as_it_fires_and_stores_after_all_of_it(rig: Rig) -> None:
     """A tick firing many users hands their commands over every FIRE_YIELD_EVERY users, and
     stores the users' new states only after the last chunk."""
