@@ -22,11 +22,12 @@ from typing import Any, Final
 
 from nudge.links.errors import ExpiredToken, ForgedToken, MalformedToken
 from nudge.links.urls import CLICK, MailRef
-from nudge.tokens import InvalidToken, verify
+from nudge.tokens import MAX_PART, InvalidToken, verify
 
-# `nudge.tokens` refuses parts over 4096 characters; the same bound, checked before any work.
-MAX_TOKEN_LENGTH: Final = 2 * 4096 + 1
-_SHAPE: Final = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+# What `nudge.tokens.sign` can make: two base64url parts of at most `MAX_PART` characters each.
+# Anything else is malformed (400), checked before any HMAC; `tokens.verify` refuses it too, but
+# as an `InvalidToken` like a bad signature, which would make it a forgery (403).
+_SHAPE: Final = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_PART}}}\.[A-Za-z0-9_-]{{1,{MAX_PART}}}")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _FIELDS: Final = ("u", "c", "j", "s", "l")
 
@@ -88,8 +89,8 @@ def _genuine(
 
     Raises `MalformedToken` or `ForgedToken`; an unexpired match wins over an expired one.
     """
-    if not token or len(token) > MAX_TOKEN_LENGTH or not _SHAPE.match(token):
-        raise MalformedToken("the token is not base64url.base64url")
+    if _SHAPE.fullmatch(token) is None:
+        raise MalformedToken(f"the token is not two base64url parts of 1-{MAX_PART} characters")
     payload: dict[str, Any] | None = None
     expired: dict[str, Any] | None = None
     for secret in secrets:

@@ -1,7 +1,8 @@
 """The few HTML pages a person sees: unsubscribe confirmation, done, and the error pages.
 
 Every error the service answers, token or not (404, 405, 408, 413, 429, 500, 503), is one of these
-pages with the same headers, never a framework's bare text.
+pages with the same headers, never a framework's bare text; only a request aiohttp cannot parse gets
+aiohttp's own 400 (no route or middleware sees it: docs/links.md, Known limits).
 
 Rendered with Jinja2 and autoescaping; the only dynamic value is the token (in the form's action),
 which is escaped like everything else. Nothing from the request or the user's profile is shown.

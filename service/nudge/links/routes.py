@@ -15,18 +15,21 @@ open redirect is possible, and the lifetime limits what is recorded, not where t
 gateways fetch every URL in a mail. An unsubscribe answers 2xx only once the event is in Kafka (503
 with `Retry-After` otherwise); opens and clicks are best effort: the pixel and the redirect are
 served even when Kafka is slow or down. Every error, token or not, is an HTML page in Japanese and
-English with the token pages' headers (`error_pages`).
+English with the token pages' headers (`error_pages`), except aiohttp's own plain 400 for a request
+it cannot parse, which no route or middleware sees (docs/links.md, Known limits).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Final
+from urllib.parse import quote, urlsplit
 
 import structlog
 from aiohttp import web
@@ -78,6 +81,7 @@ ERROR_PAGES: Final[dict[int, PageName]] = {
     405: "not_allowed",
     413: "too_large",
 }
+_NON_ASCII: Final = re.compile(r"[^\x00-\x7f]+")
 log = structlog.get_logger("nudge.links")
 
 
@@ -303,16 +307,41 @@ class LinkRoutes:
 
 
 def safe_location(url: str | None) -> str:
-    """The redirect target: an absolute http(s) URL with no control characters, or refuse."""
+    """The redirect target: the signed URL as it was signed, if it is an absolute http(s) URL
+    with no control characters (so no CR or LF can reach the header); refuse otherwise.
+
+    yarl only checks it: its re-serialisation decodes `%2F` in a query, drops a default port and
+    more, and a shop's signed or encoded query must reach the shop as the mail had it. Only what a
+    header cannot carry as is changes: a non-ASCII host becomes IDNA, other non-ASCII characters
+    are percent-encoded as UTF-8, as a browser does before it sends the URL.
+    """
     if url is None or not is_clean_text(url):
         raise MalformedToken("the click token's destination is not a clean URL")
     try:
         parsed = URL(url)
     except ValueError as err:
         raise MalformedToken("the click token's destination is not a URL") from err
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.raw_host is None:
         raise MalformedToken("the click token's destination is not an http(s) URL")
-    return str(parsed)
+    if url.isascii():
+        return url
+    try:
+        return _ascii_url(url, idna_host=parsed.raw_host)
+    except UnicodeEncodeError as err:  # a lone surrogate: no UTF-8 for it
+        raise MalformedToken("the click token's destination is not a URL") from err
+
+
+def _ascii_url(url: str, *, idna_host: str) -> str:
+    """`url` with its host replaced by `idna_host` when that host is not ASCII, and every other
+    non-ASCII character percent-encoded as UTF-8; every ASCII character stays as it was."""
+    netloc = urlsplit(url).netloc
+    userinfo, at, host_port = netloc.rpartition("@")
+    # An IPv6 literal splits wrongly here, but it is ASCII, so it is left as it is.
+    host, colon, port = host_port.partition(":")
+    if not host.isascii():
+        start = url.index(netloc)  # the first `//…` of an absolute URL is its authority
+        url = url[:start] + userinfo + at + idna_host + colon + port + url[start + len(netloc) :]
+    return _NON_ASCII.sub(lambda run: quote(run.group(), safe=""), url)
 
 
 @web.middleware

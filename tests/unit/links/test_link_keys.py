@@ -10,7 +10,7 @@ import pytest
 from nudge.links.errors import ExpiredToken, ForgedToken, MalformedToken
 from nudge.links.keys import TokenKeys, parse_payload, verify_any, verify_link
 from nudge.links.urls import CLICK, OPEN, UNSUBSCRIBE, MailRef
-from nudge.tokens import sign
+from nudge.tokens import MAX_PART, sign
 
 from .conftest import NOW, OLD_SECRET, SECRET
 
@@ -101,12 +101,31 @@ def test_accepting_expired_tokens_still_refuses_forgeries(ref: MailRef, keys: To
 
 @pytest.mark.parametrize(
     "text",
-    ["", "abc", "a.b.c", "no dots at all", "a b.c", "ab.c=", "x" * 9000 + ".y", "é.é"],
+    [
+        "",
+        "abc",
+        "a.b.c",
+        "no dots at all",
+        "a b.c",
+        "ab.c=",
+        "x" * 9000 + ".y",
+        "é.é",
+        "ab.cd\n",
+        "x" * (MAX_PART + 1) + "." + "y" * 43,
+        "x" * 43 + "." + "y" * (MAX_PART + 1),
+    ],
 )
 def test_something_not_shaped_like_a_token_is_malformed(keys: TokenKeys, text: str) -> None:
-    """Empty, oversized, or non-base64url input is refused before any HMAC is computed."""
+    """Empty, non-base64url input, or a part longer than `sign` makes (4,096 characters) is
+    malformed (400), refused before any HMAC is computed; never taken for a forgery (403)."""
     with pytest.raises(MalformedToken):
         verify_any(text, purpose=UNSUBSCRIBE, secrets=keys.all, now=NOW)
+
+
+def test_a_part_of_the_longest_length_is_checked_as_a_token(keys: TokenKeys) -> None:
+    """4,096 characters is still token-shaped: such a token we did not sign is a forgery."""
+    with pytest.raises(ForgedToken):
+        verify_any("A" * MAX_PART + "." + "A" * 43, purpose=UNSUBSCRIBE, secrets=keys.all, now=NOW)
 
 
 @pytest.mark.parametrize("missing", ["u", "c", "j", "s", "l"])

@@ -15,12 +15,13 @@ from prometheus_client import REGISTRY
 from yarl import URL
 
 from nudge.events import Event
+from nudge.links.errors import MalformedToken
 from nudge.links.guard import Limits
 from nudge.links.keys import TokenKeys
-from nudge.links.routes import PIXEL, build_app
+from nudge.links.routes import PIXEL, build_app, safe_location
 from nudge.links.sink import EventSink, RecordingEventSink
 from nudge.links.urls import CLICK, MailRef, click_url, open_pixel_url, unsubscribe_url
-from nudge.tokens import sign
+from nudge.tokens import MAX_PART, sign
 
 from .conftest import NOW, OLD_SECRET, SECRET, FakeClock, mail_ref
 
@@ -270,6 +271,33 @@ async def test_a_bad_unsubscribe_token_is_refused_and_changes_nothing(
     assert sink.events == []
 
 
+# A part one character longer than `sign` ever makes: no token of ours, so malformed, not forged.
+OVERSIZED_TOKEN = "A" * (MAX_PART + 1) + "." + "A" * 43
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/unsubscribe?token={OVERSIZED_TOKEN}",
+        f"/o/{OVERSIZED_TOKEN}.gif",
+        f"/c/{OVERSIZED_TOKEN}",
+    ],
+)
+async def test_a_token_part_over_4096_characters_is_malformed_not_forged(
+    client: Client, sink: RecordingEventSink, path: str
+) -> None:
+    """The documented contract: a token longer than any we sign is 400 on every route, not 403."""
+    for method in ("GET", "POST"):
+        if method == "POST" and not path.startswith("/unsubscribe"):
+            continue
+        response = await client.request(
+            method, path, data=ONE_CLICK if method == "POST" else None, allow_redirects=False
+        )
+        assert response.status == 400
+        assert "Location" not in response.headers
+    assert sink.events == []
+
+
 async def test_a_link_signed_with_the_previous_secret_still_unsubscribes(
     client: Client, sink: RecordingEventSink, ref: MailRef
 ) -> None:
@@ -346,6 +374,72 @@ async def test_a_signed_non_http_destination_is_still_refused(
     assert response.status == 400
     assert "Location" not in response.headers
     assert sink.events == []
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://shop.example/login?next=%2Fcart%2Fitems&sig=q1w2e3r4%3D%3D",
+        "https://shop.example/search?q=red+shoes&size=27%20cm&tag=a%2Bb",
+        "https://shop.example/p/%E5%95%86%E5%93%81?name=%E3%83%86%E3%82%B9%E3%83%88",
+        "https://shop.example/a%2Fb/%7Euser?x=1#reviews%20top",
+        "HTTPS://Shop.Example:443/cart?ref=%2f",
+    ],
+)
+async def test_a_click_redirects_to_the_signed_url_byte_for_byte(
+    client: Client, sink: RecordingEventSink, ref: MailRef, target: str
+) -> None:
+    """The Location is the URL that was signed, not a re-serialisation of it: a shop's signed
+    or encoded query (`%2F`, `%3D`, `+`, `%20`, encoded UTF-8, a fragment) arrives unchanged."""
+    path = path_of(click_url(ref, target, base_url=BASE, secret=SECRET, now=NOW))
+    for method in ("GET", "HEAD"):
+        response = await client.request(method, path, allow_redirects=False)
+        assert response.status == 302
+        assert response.headers["Location"] == target
+    [event] = sink.events
+    assert event.properties["url"] == target
+
+
+async def test_a_non_ascii_destination_is_encoded_and_nothing_else(
+    client: Client, ref: MailRef
+) -> None:
+    """A header carries ASCII only: the host becomes IDNA and other non-ASCII characters UTF-8
+    percent-escapes, as a browser sends them; every ASCII character stays as it was signed."""
+    target = "https://例え.jp/商品?q=テスト&next=%2Fcart&sig=x%3D#ä"
+    path = path_of(click_url(ref, target, base_url=BASE, secret=SECRET, now=NOW))
+    response = await client.get(path, allow_redirects=False)
+    assert response.status == 302
+    assert response.headers["Location"] == (
+        "https://xn--r8jz45g.jp/%E5%95%86%E5%93%81?q=%E3%83%86%E3%82%B9%E3%83%88"
+        "&next=%2Fcart&sig=x%3D#%C3%A4"
+    )
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://shop.example/\r\nSet-Cookie: session=evil",
+        "https://shop.example/\nLocation: https://evil.example/",
+        "https://shop.example/\u2028",
+        "https://shop.example/\x00",
+    ],
+)
+async def test_a_signed_destination_with_a_control_character_never_reaches_the_header(
+    client: Client, sink: RecordingEventSink, ref: MailRef, target: str
+) -> None:
+    """Sent as signed, the URL is still checked: a control character or line break is a 400."""
+    path = path_of(click_url(ref, target, base_url=BASE, secret=SECRET, now=NOW))
+    response = await client.get(path, allow_redirects=False)
+    assert response.status == 400
+    assert "Location" not in response.headers
+    assert "Set-Cookie" not in response.headers
+    assert sink.events == []
+
+
+def test_a_destination_that_has_no_utf_8_is_refused() -> None:
+    """A lone surrogate cannot be percent-encoded (a token's JSON cannot hold one either)."""
+    with pytest.raises(MalformedToken):
+        safe_location("https://shop.example/#\ud800")
 
 
 async def test_a_head_request_redirects_without_counting(
@@ -673,3 +767,26 @@ async def test_a_bug_is_the_500_page_and_the_log_holds_no_token(
     assert failure["error"] == "RuntimeError"
     token = URL(path).query["token"]
     assert all(token not in repr(entry) for entry in logs)
+
+
+async def test_a_request_aiohttp_cannot_parse_gets_its_plain_400_and_a_closed_connection(
+    client: Client,
+) -> None:
+    """The documented limit: a garbage request line never reaches a route or middleware, so it
+    is aiohttp's own plain-text 400 (aiohttp 3.14 has no supported hook to answer it with the
+    bilingual page), the connection is closed, and the server keeps serving everyone else."""
+    assert client.host == "127.0.0.1"
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(b"GARBAGE /c/abc.def\x01 NOT-HTTP\r\n\r\n")
+        await writer.drain()
+        status, headers = await read_head(reader)
+        await asyncio.wait_for(reader.read(), 2.0)  # returns only once the server has closed
+        assert reader.at_eof()
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    assert status == 400
+    assert headers["Content-Type"].startswith("text/plain")
+    assert (await client.get("/livez")).status == 200
