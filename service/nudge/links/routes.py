@@ -23,16 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import re
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
 from nudge.codec import is_clean_text
@@ -83,6 +85,34 @@ ERROR_PAGES: Final[dict[int, PageName]] = {
 }
 _NON_ASCII: Final = re.compile(r"[^\x00-\x7f]+")
 log = structlog.get_logger("nudge.links")
+
+
+class _NoQuotedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse with the parser's error, whose text quotes the bytes
+    it could not parse: a request line, so perhaps a link token. Keep the event and the error's
+    class, drop the quote (and the traceback, which repeats it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg = "unparseable_request: %s (status %s)"
+            record.args = (type(error).__name__, error.code)
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _server_logger() -> logging.Logger:
+    logger = logging.getLogger("nudge.links.http")
+    if not any(isinstance(f, _NoQuotedRequests) for f in logger.filters):
+        logger.addFilter(_NoQuotedRequests())
+    return logger
+
+
+# aiohttp's server options for the link service (`AppRunner`, `TestServer`): no access log, since
+# every link URL is a bearer credential and logs outlive links; the server's own error log
+# without what it could not parse.
+SERVER_OPTIONS: Final[dict[str, Any]] = {"access_log": None, "logger": _server_logger()}
 
 
 def utc_now() -> datetime:

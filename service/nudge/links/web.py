@@ -30,7 +30,7 @@ from nudge import logs
 from nudge.admin import ensure_topics
 from nudge.links.guard import Limits, parse_networks
 from nudge.links.keys import TokenKeys
-from nudge.links.routes import build_app
+from nudge.links.routes import SERVER_OPTIONS, build_app
 from nudge.links.sink import KafkaEventSink
 from nudge.metrics import describe_process
 from nudge.settings import Settings
@@ -112,8 +112,7 @@ async def serve(
         tracking=settings.tracking_enabled,
         limits=limits,
     )
-    # No access log: every link URL carries a bearer token, and logs outlive links.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10.0, **SERVER_OPTIONS)
     await runner.setup()
     if stop is None:
         stop = asyncio.Event()

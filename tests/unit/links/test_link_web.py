@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
@@ -18,7 +19,7 @@ from nudge.events import Event
 from nudge.links.errors import MalformedToken
 from nudge.links.guard import Limits
 from nudge.links.keys import TokenKeys
-from nudge.links.routes import PIXEL, build_app, safe_location
+from nudge.links.routes import PIXEL, SERVER_OPTIONS, build_app, safe_location
 from nudge.links.sink import EventSink, RecordingEventSink
 from nudge.links.urls import CLICK, MailRef, click_url, open_pixel_url, unsubscribe_url
 from nudge.tokens import MAX_PART, sign
@@ -76,7 +77,9 @@ async def make_client(
             clock=clock.now,
             monotonic=clock.monotonic,
         )
-        client: Client = TestClient(TestServer(app))
+        server = TestServer(app)
+        await server.start_server(**SERVER_OPTIONS)  # the server options `nudge web` runs with
+        client: Client = TestClient(server)
         await client.start_server()
         clients.append(client)
         return client
@@ -790,3 +793,33 @@ async def test_a_request_aiohttp_cannot_parse_gets_its_plain_400_and_a_closed_co
     assert status == 400
     assert headers["Content-Type"].startswith("text/plain")
     assert (await client.get("/livez")).status == 200
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"GET /c/SECRETPART.TOKENPART\x01 HTTP/1.1",  # a bad target on the first request
+        b"G\x00T /c/SECRETPART.TOKENPART HTTP/1.1",  # a bad method on the first request
+    ],
+)
+async def test_a_request_aiohttp_cannot_parse_is_logged_without_what_it_quoted(
+    client: Client, caplog: pytest.LogCaptureFixture, request_line: bytes
+) -> None:
+    """aiohttp's error for an unparseable request quotes the request line, where a link token
+    can be: the log keeps the event and the error's class, never the quoted bytes."""
+    caplog.set_level(logging.DEBUG, logger="nudge.links.http")
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(request_line + b"\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        status, _headers = await read_head(reader)
+        await asyncio.wait_for(reader.read(), 2.0)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    assert status == 400
+    logged = [r for r in caplog.records if r.name == "nudge.links.http"]
+    assert [r.getMessage().split(":")[0] for r in logged] == ["unparseable_request"]
+    assert all(r.exc_info is None for r in logged)
+    assert "SECRETPART" not in caplog.text
