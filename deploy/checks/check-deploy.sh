@@ -8,6 +8,8 @@
 #   Helm chart          helm lint; helm template | kubeconform -strict, per Kubernetes version,
 #                       with default values and with every option on (helm/nudge/ci/*-values.yaml);
 #                       the journeys file its ConfigMap carries passes `nudge validate`
+#   Contract            chart (every ci values file) and compose against the code: the variables
+#                       it reads, the routes it serves, the sender's drain (check-contract.py)
 # Prints one line per check and the output of failed ones; exits non-zero if any failed.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -74,6 +76,19 @@ PY
   "$nudge" validate --quiet "$work/journeys.yaml"
 }
 
+contract() {  # the rendered chart and the compose file against what the code reads and serves
+  local rendered=() i=0
+  for values in "" helm/nudge/ci/*-values.yaml; do
+    i=$((i + 1))
+    helm_quiet template nudge helm/nudge --kube-version 1.30.0 ${values:+--values "$values"} \
+      >"$work/contract-$i.yaml"
+    rendered+=("$work/contract-$i.yaml")
+  done
+  PYTHONPATH="$repo/service" "$(command -v "$repo/.venv/bin/python" || echo python3)" \
+    deploy/checks/check-contract.py --compose deploy/docker-compose.yml \
+    --prometheus deploy/prometheus/prometheus.yml "${rendered[@]}"
+}
+
 echo "check-deploy:"
 check "hadolint deploy/Dockerfile" "$bin/hadolint" deploy/Dockerfile
 check "Dockerfile builder steps in a venv (lock → wheels, package data)" \
@@ -99,5 +114,6 @@ for version in $k8s_versions; do
       kube_validate "$version" "$values"
   done
 done
+check "chart and compose match the code (env, routes, probes, state, drain, scaling)" contract
 echo "check-deploy: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

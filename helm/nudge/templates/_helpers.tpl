@@ -186,4 +186,18 @@ podAntiAffinity:
 {{- if gt (int .Values.sender.replicas) (int .Values.topicPartitions) }}
 {{- fail (printf "sender.replicas=%v exceeds topicPartitions=%v: the extra senders would get no partition and sit idle" .Values.sender.replicas .Values.topicPartitions) }}
 {{- end }}
+{{- if and .Values.web.enabled .Values.web.ingress.enabled (not .Values.web.trustedProxies) (not (include "nudge.webRateLimitOff" .)) }}
+{{- fail "web.ingress.enabled without web.trustedProxies: behind the ingress every request comes from the ingress controller, so all users would share one per-client rate limit (50 requests/s) and a campaign's clicks would get 429. Set web.trustedProxies to the ingress pods' network (e.g. --set 'web.trustedProxies={10.0.0.0/8}'), or turn the limit off (web.extraArgs: [--per-client-rate=0]) and limit at the ingress (docs/links.md)" }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when web.extraArgs turn the link service's per-client rate limit off. */}}
+{{- define "nudge.webRateLimitOff" -}}
+{{- $args := .Values.web.extraArgs -}}
+{{- range $i, $arg := $args }}
+{{- if eq $arg "--per-client-rate=0" }}true{{ end }}
+{{- if and (eq $arg "--per-client-rate") (lt (add1 $i) (len $args)) }}
+{{- if eq (index $args (add1 $i) | toString) "0" }}true{{ end }}
+{{- end }}
+{{- end }}
 {{- end }}
