@@ -25,14 +25,18 @@ from nudge.commands import (
 )
 from nudge.errors import InvalidCommand, InvalidEvent
 from nudge.events import (
+    ID_PROPERTIES,
+    MAX_URL_LENGTH,
     REQUIRED_PROPERTIES,
     UNSUBSCRIBE_SCOPES,
+    URL_PROPERTIES,
     USER_UNSUBSCRIBED,
     Event,
     Profile,
 )
 
 MAX_EVENT_BYTES: Final = 64 * 1024
+# event_id, type, user_id, and the product and order ids in properties (`events.ID_PROPERTIES`).
 MAX_ID_LENGTH: Final = 200
 # Control characters (C0, DEL, C1) and the Unicode line/paragraph separators: none of them belongs
 # in a name or an address, and CR/LF in particular could forge a mail header downstream.
@@ -80,6 +84,7 @@ def decode_event(raw: bytes | str | None) -> Event:
                 f"properties.{name} must be {expected}, got {type(value).__name__}",
                 reason="wrong_type",
             )
+    _check_lengths(properties)
     if event_type == USER_UNSUBSCRIBED and properties["scope"] not in UNSUBSCRIBE_SCOPES:
         raise InvalidEvent(
             f"properties.scope={properties['scope']!r}: use 'marketing' or 'all'",
@@ -298,6 +303,33 @@ def _required_id(data: Mapping[str, Any], name: str) -> str:
             reason="invalid_field",
         )
     return value
+
+
+def _check_lengths(properties: Mapping[str, Any]) -> None:
+    """Product and order ids, and links, are kept and used whole: over their bound (ids
+    `MAX_ID_LENGTH`, links `MAX_URL_LENGTH` characters) the event is invalid."""
+    for name in ID_PROPERTIES:
+        value = properties.get(name)
+        if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
+            raise _too_long(f"properties.{name}", value, MAX_ID_LENGTH)
+    items = properties.get("items")
+    if isinstance(items, list):
+        for index, item in enumerate(items):
+            if isinstance(item, dict):
+                value = item.get("product_id")
+                if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
+                    raise _too_long(f"properties.items[{index}].product_id", value, MAX_ID_LENGTH)
+    for name in URL_PROPERTIES:
+        value = properties.get(name)
+        if isinstance(value, str) and len(value) > MAX_URL_LENGTH:
+            raise _too_long(f"properties.{name}", value, MAX_URL_LENGTH)
+
+
+def _too_long(field: str, value: str, limit: int) -> InvalidEvent:
+    return InvalidEvent(
+        f"{field} is {len(value):,} characters; at most {limit:,} are accepted",
+        reason="invalid_field",
+    )
 
 
 def _timestamp(data: Mapping[str, Any], name: str) -> datetime:

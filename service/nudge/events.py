@@ -58,6 +58,14 @@ REQUIRED_PROPERTIES: Final[Mapping[str, Mapping[str, tuple[type, ...]]]] = {
     EMAIL_CLICKED: {"command_id": (str,), "url": (str,)},
 }
 KNOWN_TYPES: Final = frozenset(REQUIRED_PROPERTIES)
+# Properties naming a product or an order, wherever they appear (also `items[].product_id`): the
+# state keeps them whole (cart, views, re-entry marks, a run's subject), so, like the event's own
+# ids, a longer one than `codec.MAX_ID_LENGTH` makes the event invalid rather than being cut into
+# another id.
+ID_PROPERTIES: Final = ("product_id", "order_id")
+# Links a mail carries: a cut link would not work, so a longer one makes the event invalid.
+URL_PROPERTIES: Final = ("reset_url", "verify_url", "tracking_url", "url")
+MAX_URL_LENGTH: Final = 2048
 UNSUBSCRIBE_SCOPES: Final = frozenset({"marketing", "all"})
 
 

@@ -19,6 +19,7 @@ from nudge.commands import DeliveryRecord, SendCommand
 from nudge.errors import InvalidCommand, InvalidEvent
 
 JST = timezone(timedelta(hours=9))
+ORDER = {"order_id": "o-1", "total": 4800, "currency": "JPY", "items": []}
 
 
 def event(**overrides: object) -> bytes:
@@ -89,6 +90,37 @@ def test_unknown_types_decode_so_they_can_be_counted_and_ignored() -> None:
             "invalid_field",
             "scope",
         ),
+        (
+            event(properties={"product_id": "p" * 201, "name": "n", "price": 1, "quantity": 1}),
+            "invalid_field",
+            "properties.product_id",
+        ),
+        (
+            event(type="order.completed", properties={**ORDER, "order_id": "o" * 201}),
+            "invalid_field",
+            "properties.order_id",
+        ),
+        (
+            event(
+                type="order.completed",
+                properties={**ORDER, "items": [{"product_id": "p"}, {"product_id": "p" * 201}]},
+            ),
+            "invalid_field",
+            "properties.items[1].product_id",
+        ),
+        (
+            event(type="product.viewed", properties={"product_id": "p", "order_id": "o" * 201}),
+            "invalid_field",
+            "properties.order_id",
+        ),
+        (
+            event(
+                type="password_reset.requested",
+                properties={"reset_url": "https://x/" + "r" * 2039, "expires_at": "soon"},
+            ),
+            "invalid_field",
+            "properties.reset_url",
+        ),
     ],
 )
 def test_invalid_events_are_rejected_with_a_reason_and_the_field(
@@ -99,6 +131,23 @@ def test_invalid_events_are_rejected_with_a_reason_and_the_field(
         decode_event(raw)
     assert caught.value.reason == reason
     assert names in str(caught.value)
+
+
+def test_ids_and_links_up_to_their_bounds_are_valid() -> None:
+    """Product and order ids of 200 characters and a 2,048-character link are accepted whole
+    (the state keeps ids and mails carry links as they are, so longer ones are refused above)."""
+    order = decode_event(
+        event(
+            type="order.completed",
+            properties={**ORDER, "order_id": "o" * 200, "items": [{"product_id": "p" * 200}]},
+        )
+    )
+    assert order.properties["order_id"] == "o" * 200
+    link = "https://x/" + "r" * 2038
+    reset = decode_event(
+        event(type="password_reset.requested", properties={"reset_url": link, "expires_at": "s"})
+    )
+    assert reset.properties["reset_url"] == link
 
 
 def test_a_send_command_round_trips() -> None:

@@ -79,6 +79,21 @@ def test_each_required_property_is_required_by_both(event_type: str) -> None:
         {"user": {"name": "Eve\r\nBcc: x@example.com"}},
         {"user": {"email": "nope"}},
         {"user": {"marketing_consent": "yes"}},
+        {"properties": {**SPEC_EXAMPLE["properties"], "product_id": "p" * 201}},
+        {"type": "product.viewed", "properties": {"product_id": "p", "order_id": "o" * 201}},
+        {
+            "type": "order.completed",
+            "properties": {
+                "order_id": "o",
+                "total": 1,
+                "currency": "JPY",
+                "items": [{"product_id": "p" * 201}],
+            },
+        },
+        {
+            "type": "email_verification.requested",
+            "properties": {"verify_url": "https://x/" + "v" * 2039},
+        },
     ],
 )
 def test_invalid_events_fail_both(change: dict[str, Any]) -> None:

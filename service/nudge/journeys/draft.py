@@ -2,7 +2,7 @@
 
 The engine changes many fields per event; copying into a draft and freezing once at the end
 costs one object instead of one `dataclasses.replace` per change (the hot path of simulate).
-Freezing copies the fields into a new `UserState` when mypyc compiled the engine (twenty-two
+Freezing copies the fields into a new `UserState` when mypyc compiled the engine (twenty-seven
 native stores), and turns the draft itself into the `UserState` when it runs interpreted (see
 `state.py` on how frozen values are built on the hot path).
 """
@@ -32,6 +32,11 @@ class Draft:
     consent: bool | None
     unsubscribed: str | None
     consent_at: int | None
+    email_at: int | None
+    name_at: int | None
+    locale_at: int | None
+    timezone_at: int | None
+    birthday_at: int | None
     suppressed: tuple[str, ...]
     signed_up: int | None
     last_active: int | None
@@ -56,6 +61,11 @@ class Draft:
         self.consent = state.consent
         self.unsubscribed = state.unsubscribed
         self.consent_at = state.consent_at
+        self.email_at = state.email_at
+        self.name_at = state.name_at
+        self.locale_at = state.locale_at
+        self.timezone_at = state.timezone_at
+        self.birthday_at = state.birthday_at
         self.suppressed = state.suppressed
         self.signed_up = state.signed_up
         self.last_active = state.last_active
@@ -74,7 +84,7 @@ class Draft:
         """This draft, turned into the `UserState` it describes; do not use the draft after.
 
         The two classes have the same slots, so the object can change class in place: no copy
-        of twenty-two fields into a new frozen object (most of an engine call's fixed cost), and
+        of twenty-seven fields into a new frozen object (most of an engine call's fixed cost), and
         the result is an ordinary, frozen `UserState` (its own `__setattr__` refuses changes).
         Compiled, a copy instead (native classes cannot change class), at native speed.
         """
@@ -89,6 +99,11 @@ class Draft:
             state.consent = self.consent  # type: ignore[misc]
             state.unsubscribed = self.unsubscribed  # type: ignore[misc]
             state.consent_at = self.consent_at  # type: ignore[misc]
+            state.email_at = self.email_at  # type: ignore[misc]
+            state.name_at = self.name_at  # type: ignore[misc]
+            state.locale_at = self.locale_at  # type: ignore[misc]
+            state.timezone_at = self.timezone_at  # type: ignore[misc]
+            state.birthday_at = self.birthday_at  # type: ignore[misc]
             state.suppressed = self.suppressed  # type: ignore[misc]
             state.signed_up = self.signed_up  # type: ignore[misc]
             state.last_active = self.last_active  # type: ignore[misc]

@@ -58,6 +58,9 @@ from nudge.journeys.timing import Timing
 from nudge.policy import ContactPolicy
 
 MAX_SUPPRESSED: Final = 4
+# The longest address the codec accepts (`codec.is_valid_email`): no mail went to a longer one,
+# so a delivery record naming one suppresses nothing (and stores nothing).
+MAX_ADDRESS_LENGTH: Final = 254
 # How long a deleted user's tombstone is kept after the deletion's own time, then erased. Events
 # of one user arrive in publish order, but an app's offline outbox or a publisher's retry queue
 # can deliver one stamped before the deletion after it; within this window it is recognised as
@@ -132,7 +135,8 @@ class Engine:
     def on_delivery(
         self, state: UserState | None, record: DeliveryRecord, now: datetime
     ) -> Outcome:
-        """A permanent address failure (5.1.x) suppresses that address for all mail.
+        """A permanent address failure (5.1.x) suppresses that address for all mail (the last
+        `MAX_SUPPRESSED` addresses are kept).
 
         A deleted user's tombstone records nothing (a mail sent before the deletion can bounce
         after it, and no address is kept for a deleted user).
@@ -143,7 +147,12 @@ class Engine:
             return Outcome(state=state, wake_at=self.wake_at(state))
         code = record.smtp_enhanced_code or ""
         address = record.to or state.email
-        if record.status != "bounced" or not code.startswith("5.1.") or not address:
+        if (
+            record.status != "bounced"
+            or not code.startswith("5.1.")
+            or not address
+            or len(address) > MAX_ADDRESS_LENGTH
+        ):
             return Outcome(state=state, wake_at=self.wake_at(state))
         if address in state.suppressed:
             return Outcome(state=state, wake_at=self.wake_at(state))
@@ -220,7 +229,7 @@ class Engine:
         if event_type in runs.exit_types:
             runs.exit(draft, event, now, decisions)
         if event_type in runs.by_event:
-            runs.trigger(draft, event, occurred, orders_before, tz)
+            runs.trigger(draft, event, occurred, orders_before, tz, now, decisions)
         if calendar_changed:
             runs.calendar(draft, now_ms, tz)
         commands = self.firing.fire(draft, now_ms, decisions, tz)

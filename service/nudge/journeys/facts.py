@@ -21,7 +21,15 @@ from nudge.events import (
 )
 from nudge.journeys.draft import Draft
 from nudge.journeys.outcome import Decision
-from nudge.journeys.state import FOREVER, MAX_CART_ITEMS, MAX_VIEWS, CartItem, Touch, View
+from nudge.journeys.state import (
+    FOREVER,
+    MAX_CART_ITEMS,
+    MAX_NAME_LENGTH,
+    MAX_VIEWS,
+    CartItem,
+    Touch,
+    View,
+)
 
 # Activity for "active in the last 90 days" (seasonal audience).
 ACTIVITY: Final = frozenset(
@@ -40,23 +48,30 @@ ACTIVITY: Final = frozenset(
 def merge_profile(draft: Draft, event: Event, occurred: int) -> None:
     """Profile fields accumulate: an event's `user` object carries the ones that changed.
 
-    Consent is the exception to "the last event applied wins": an opt-in stamped before the last
-    consent change (a delayed event) is ignored, while a withdrawal always applies, see
-    `consent_applies`.
+    Each field is set by the newest event carrying it, by `occurred_at`: a value from an event
+    older than the one that last set that field (an offline app's outbox delivered late) is
+    ignored, while the same event's other fields, if nothing newer set them, still apply. At
+    equal times the later arrival wins. Consent is the exception: a withdrawal always applies,
+    however old, see `consent_applies`.
     """
     profile = event.user
     if profile is None:
         return
-    if profile.email is not None:
+    if profile.email is not None and _newest(draft.email_at, occurred):
         draft.email = profile.email
-    if profile.name is not None:
+        draft.email_at = occurred
+    if profile.name is not None and _newest(draft.name_at, occurred):
         draft.name = profile.name
-    if profile.locale is not None:
+        draft.name_at = occurred
+    if profile.locale is not None and _newest(draft.locale_at, occurred):
         draft.locale = profile.locale
-    if profile.timezone is not None:
+        draft.locale_at = occurred
+    if profile.timezone is not None and _newest(draft.timezone_at, occurred):
         draft.timezone = profile.timezone
-    if profile.birthday is not None:
+        draft.timezone_at = occurred
+    if profile.birthday is not None and _newest(draft.birthday_at, occurred):
         draft.birthday = profile.birthday.isoformat()
+        draft.birthday_at = occurred
     if profile.marketing_consent is not None and consent_applies(
         draft, profile.marketing_consent, occurred
     ):
@@ -66,6 +81,11 @@ def merge_profile(draft: Draft, event: Event, occurred: int) -> None:
             # A fresh opt-in after an unsubscribe subscribes again (profile fields that
             # changed, SPEC §2: an app sends consent only when the user gives it).
             draft.unsubscribed = None
+
+
+def _newest(set_at: int | None, occurred: int) -> bool:
+    """Whether a field last set at `set_at` (None: not known) takes a value stamped `occurred`."""
+    return set_at is None or occurred >= set_at
 
 
 def consent_applies(draft: Draft, granted: bool, occurred: int) -> bool:
@@ -86,12 +106,14 @@ def note_consent_change(draft: Draft, occurred: int) -> None:
 
 
 def add_to_cart(cart: tuple[CartItem, ...], props: Mapping[str, Any]) -> tuple[CartItem, ...]:
+    """The cart with this item added (or its quantity raised), its name cut at
+    `MAX_NAME_LENGTH` characters; the most recent `MAX_CART_ITEMS` products are kept."""
     product = str(props.get("product_id"))
     quantity = props.get("quantity")
     quantity = quantity if isinstance(quantity, int) and quantity > 0 else 1
     price = props.get("price")
     price = price if isinstance(price, int | float) else 0
-    name = str(props.get("name") or "")
+    name = str(props.get("name") or "")[:MAX_NAME_LENGTH]
     items = list(cart)
     for index, (p, _n, _price, q) in enumerate(items):
         if p == product:

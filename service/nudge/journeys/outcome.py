@@ -30,6 +30,7 @@ REASONS: Final[dict[str, DecisionOutcome]] = {
     "holdout": "skipped",
     "exited": "skipped",
     "deleted": "skipped",
+    "too_many_runs": "skipped",  # a journey's oldest pending run, past state.MAX_RUNS_PER_JOURNEY
     # deferred: the step stays pending until `until`
     "quiet_hours_deferred": "deferred",
     # ignored events

@@ -17,7 +17,14 @@ from nudge.journeys.draft import Draft
 from nudge.journeys.firing import Firing
 from nudge.journeys.localtime import from_ms
 from nudge.journeys.outcome import Decision
-from nudge.journeys.state import FOREVER, Run, new_run
+from nudge.journeys.state import (
+    FOREVER,
+    MAX_MARKS_PER_JOURNEY,
+    MAX_RUNS_PER_JOURNEY,
+    Mark,
+    Run,
+    new_run,
+)
 from nudge.journeys.timing import Timing
 from nudge.journeys.variables import capture, capture_names
 
@@ -109,7 +116,14 @@ class Runs:
         draft.runs = tuple(kept)
 
     def trigger(
-        self, draft: Draft, event: Event, occurred: int, orders_before: int, tz: ZoneInfo
+        self,
+        draft: Draft,
+        event: Event,
+        occurred: int,
+        orders_before: int,
+        tz: ZoneInfo,
+        now: datetime,
+        out: list[Decision],
     ) -> None:
         journeys = self.by_event.get(event.type)
         if not journeys:
@@ -131,10 +145,17 @@ class Runs:
                             count += 1
                     if count < trigger.views:
                         continue
-            self.start(draft, journey, event, occurred, tz)
+            self.start(draft, journey, event, occurred, tz, now, out)
 
     def start(
-        self, draft: Draft, journey: Journey, event: Event, occurred: int, tz: ZoneInfo
+        self,
+        draft: Draft,
+        journey: Journey,
+        event: Event,
+        occurred: int,
+        tz: ZoneInfo,
+        now: datetime,
+        out: list[Decision],
     ) -> None:
         name = journey.name
         mode = journey.reentry.mode
@@ -171,8 +192,13 @@ class Runs:
             ):
                 return
             until = FOREVER if mode == "once" else occurred + self.reentry_ms[name]
-            live = [m for m in draft.marks if m[1] == FOREVER or m[1] > occurred]
-            draft.marks = (*(m for m in live if m[0] != mark), (mark, until))
+            live = [m for m in draft.marks if (m[1] == FOREVER or m[1] > occurred) and m[0] != mark]
+            if mode == "once_per":
+                live = _within_mark_limit(live, f"{name}:")
+            draft.marks = (*live, (mark, until))
+        if mode == "always" or mode == "once_per":
+            # The only modes with a run per trigger (or per subject): bounded per journey.
+            runs = self._within_run_limit(draft.user_id, runs, name, now, event.event_id, out)
         delay = self.first_delay[name]
         if delay is None:
             due = self.timing.step_due(journey, 0, started=occurred, previous=occurred, tz=tz)
@@ -183,6 +209,27 @@ class Runs:
         data = capture(names, event.properties) if names != () else None
         run = new_run(name, 0, due, occurred, event.event_id, key, data)
         draft.runs = (*runs, run)
+
+    def _within_run_limit(
+        self,
+        user_id: str,
+        runs: tuple[Run, ...],
+        name: str,
+        now: datetime,
+        event_id: str,
+        out: list[Decision],
+    ) -> tuple[Run, ...]:
+        """`runs` with room for one more run of journey `name`: beyond `MAX_RUNS_PER_JOURNEY`
+        pending, the oldest (by trigger time) is dropped as `too_many_runs`."""
+        mine = [r for r in runs if r.journey == name]
+        excess = len(mine) - MAX_RUNS_PER_JOURNEY + 1
+        if excess <= 0:
+            return runs
+        mine.sort(key=lambda r: (r.started, r.due, r.trigger_id))
+        dropped = mine[:excess]
+        for run in dropped:
+            out.append(self.firing.cancelled(user_id, run, now, "too_many_runs", event_id))
+        return tuple([r for r in runs if not any(r is d for d in dropped)])
 
     def calendar(self, draft: Draft, now_ms: int, tz: ZoneInfo) -> None:
         """(Re)schedule birthday and anniversary runs after the profile or sign-up changed."""
@@ -211,8 +258,26 @@ class Runs:
 
 
 def subject(event: Event, name: str | None) -> str:
+    """The event's product or order id (at most `codec.MAX_ID_LENGTH` characters when a string);
+    a number stands for its digits, and anything else for no subject."""
     value = event.properties.get(f"{name}_id")
-    return str(value) if value is not None else ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return str(value)
+    return ""
+
+
+def _within_mark_limit(marks: list[Mark], prefix: str) -> list[Mark]:
+    """`marks` with room for one more subject mark (`prefix` + id) of a `once_per` journey: beyond
+    `MAX_MARKS_PER_JOURNEY`, the subjects whose re-entry period ends first are forgotten."""
+    mine = [m for m in marks if m[1] != FOREVER and m[0].startswith(prefix)]
+    excess = len(mine) - MAX_MARKS_PER_JOURNEY + 1
+    if excess <= 0:
+        return marks
+    mine.sort(key=lambda m: m[1])
+    forgotten = {m[0] for m in mine[:excess]}
+    return [m for m in marks if m[0] not in forgotten]
 
 
 def _date(text: str | None) -> date | None:

@@ -21,10 +21,32 @@ Mark = tuple[str, int]
 FOREVER: Final = -1
 T = TypeVar("T")
 
+# What one user's state can hold, whatever the events (docs/journeys.md, "Bounds"): identifiers
+# (product and order ids) are at most 200 characters, the codec refuses longer ones
+# (`nudge.codec.MAX_ID_LENGTH`); text kept from an event is cut on a character boundary; every
+# collection keeps its most recent entries. So a state stays under half the processor's 512 KiB
+# cap even when every character is one stored as six bytes (tests/unit/journeys/test_bounds.py).
+
+# Enough for any real cart: a mail lists them all, and grocery carts reach dozens of lines.
 MAX_CART_ITEMS: Final = 50
+# Views within the repeat-view window (24 h): three of one product are what triggers.
 MAX_VIEWS: Final = 30
 MAX_TOUCHES: Final = 3
 EVENT_DIGEST_BYTES: Final = 6
+# A product name kept in the cart or for a mail (a subject line, a cart line): longer than any
+# a mail shows in full, half the profile name's 256 (which the codec refuses beyond).
+MAX_NAME_LENGTH: Final = 128
+# Any other text a run keeps from its trigger (a carrier, a tracking number, a currency, a custom
+# template's properties): as long as the longest link the codec accepts, so no link is cut.
+MAX_TEXT_LENGTH: Final = 2048
+# Pending runs of one journey; only `always` and `once_per` journeys can have more than one (a
+# run per trigger, or per product). Beyond it the oldest is dropped (`too_many_runs`): with at
+# most two marketing mails a day, eight browse offers pending at once are already six too many.
+MAX_RUNS_PER_JOURNEY: Final = 8
+# `once_per` memory of one journey (the products offered within the period, 30 days): beyond it
+# the subject whose period ends first is forgotten early (it could be offered again before its
+# 30 days are up). No user of a 2,000-user, 60-day generated log ever has more than 4.
+MAX_MARKS_PER_JOURNEY: Final = 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,6 +92,14 @@ class UserState:
     unsubscribed: str | None = None
     # When consent or unsubscribe last changed (event time): a delayed, older change loses.
     consent_at: int | None = None
+    # When each profile field was last set (event time of the newest event carrying it): a
+    # delayed, older event's value for that field loses. None: not known (set, if at all, by a
+    # state from before layout 3), so the next event's value applies.
+    email_at: int | None = None
+    name_at: int | None = None
+    locale_at: int | None = None
+    timezone_at: int | None = None
+    birthday_at: int | None = None
     suppressed: tuple[str, ...] = ()
     signed_up: int | None = None
     last_active: int | None = None

@@ -10,12 +10,17 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
+import orjson
+
 from nudge.journeys.config import Campaign
 from nudge.journeys.draft import Draft
 from nudge.journeys.ids import code
-from nudge.journeys.state import Run, UserState
+from nudge.journeys.state import MAX_NAME_LENGTH, MAX_TEXT_LENGTH, Run, UserState
 
 MAX_ITEMS: Final = 20
+# What a run keeps of its trigger for a template the table does not know (all properties): the
+# properties, in the event's order, whose encoded size fits in this budget together.
+MAX_CAPTURED_BYTES: Final = 4096
 _ORDER = ("order_id", "total", "currency", "items")
 CAPTURE: Final[Mapping[str, tuple[str, ...]]] = {
     "order_confirmation": _ORDER,
@@ -104,15 +109,50 @@ def capture_names(templates: tuple[str, ...]) -> tuple[str, ...] | None:
 
 
 def capture(names: tuple[str, ...] | None, properties: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The named trigger properties (all when `names` is None), items trimmed to MAX_ITEMS."""
+    """The named trigger properties (all when `names` is None), each bounded: text cut at
+    `MAX_TEXT_LENGTH` characters (names at `MAX_NAME_LENGTH`), `items` trimmed to MAX_ITEMS
+    items of four plain fields, any other list or object dropped; for an unknown template all
+    properties, text cut the same, within `MAX_CAPTURED_BYTES`."""
     if names is None:
-        return dict(properties) or None
+        return _within_budget(properties) or None
     if not names:
         return None
-    data = {name: properties[name] for name in names if name in properties}
-    if isinstance(data.get("items"), list):
-        data["items"] = [_item(i) for i in data["items"][:MAX_ITEMS] if isinstance(i, Mapping)]
+    data: dict[str, Any] = {}
+    for name in names:
+        if name not in properties:
+            continue
+        value = properties[name]
+        if name == "items" and isinstance(value, list):
+            data[name] = [_item(i) for i in value[:MAX_ITEMS] if isinstance(i, Mapping)]
+        else:
+            data[name] = _scalar(value, MAX_NAME_LENGTH if name == "name" else MAX_TEXT_LENGTH)
     return data or None
+
+
+def _within_budget(properties: Mapping[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    used = 2  # {}
+    for name, value in properties.items():
+        if isinstance(value, str):
+            value = value[:MAX_TEXT_LENGTH]
+        try:
+            size = len(orjson.dumps({name: value})) - 1  # without one brace: a comma instead
+        except orjson.JSONEncodeError:
+            continue  # nested deeper than anything can store (orjson's 254 levels)
+        if used + size <= MAX_CAPTURED_BYTES:
+            kept[name] = value
+            used += size
+    return kept
+
+
+def _scalar(value: Any, limit: int) -> Any:
+    """A string cut at `limit` characters, a number, true, false or null as it is; anything else
+    (a list or object where a template expects a plain value) as null."""
+    if isinstance(value, str):
+        return value[:limit]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return None
 
 
 def build(ctx: SendContext) -> dict[str, Any]:
@@ -187,7 +227,11 @@ def _years(ctx: SendContext) -> int | None:
 
 
 def _item(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: item[k] for k in _ITEM_FIELDS if k in item}
+    return {
+        k: _scalar(item[k], MAX_NAME_LENGTH if k == "name" else MAX_TEXT_LENGTH)
+        for k in _ITEM_FIELDS
+        if k in item
+    }
 
 
 def _number(value: float) -> float | int:

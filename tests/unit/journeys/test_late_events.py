@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+import pytest
+
 from journeys.kit import HANA, SHIPPED, at, cart_add, ev, order
 from nudge.commands import DeliveryRecord
 from nudge.events import Event
@@ -206,3 +208,113 @@ def test_a_late_order_keeps_the_record_of_a_mail_sent_after_it() -> None:
         (d.journey, d.step, d.revenue) for d in o_b.decisions if d.outcome == "conversion"
     ]
     assert conversions == [("cart_abandonment", "reminder_1", 5000.0)]
+
+
+# -- profile fields ---------------------------------------------------------------------------
+def test_a_late_event_does_not_bring_back_the_old_address() -> None:
+    """The address changes on 10 Nov; a login stamped 1 Nov, still carrying the old address,
+    arrives on 11 Nov (an offline app's outbox). The password reset that follows goes to the new
+    address, not to whoever has the old one now."""
+    engine = Engine(SHIPPED)
+    old = {**HANA, "email": "old@example.jp"}
+    outcome = _arrive(
+        engine,
+        [
+            (ev("user.signed_up", at("2026-10-01 10:00"), user=old), at("2026-10-01 10:00")),
+            (ev("user.updated", at("2026-11-10 10:00"), user={"email": "new@example.jp"}),
+             at("2026-11-10 10:00")),
+            (ev("user.logged_in", at("2026-11-01 10:00"), user=old), at("2026-11-11 10:00")),
+            (ev("password_reset.requested", at("2026-11-11 10:05"),
+                reset_url="https://shop.example/r/1", expires_at="2026-11-11T11:05:00+09:00"),
+             at("2026-11-11 10:05")),
+        ],
+    )  # fmt: skip
+    assert [(c.journey, c.to) for c in outcome.commands] == [("password_reset", "new@example.jp")]
+    assert outcome.state is not None
+    assert outcome.state.email == "new@example.jp"
+
+
+def test_a_late_events_fields_that_nothing_newer_set_still_apply() -> None:
+    """Only the address changed on 10 Nov. A late event stamped 5 Nov carries an address, a
+    name, a locale, a time zone and a birthday: its address loses to the newer one, the rest
+    applies (nothing newer set them), and the birthday greeting is scheduled from it."""
+    engine = Engine(SHIPPED)
+    late_profile = {
+        "email": "mid@example.jp",
+        "name": "山田 花子",
+        "locale": "en",
+        "timezone": "Europe/Berlin",
+        "birthday": "1990-12-01",
+    }
+    outcome = _arrive(
+        engine,
+        [
+            (ev("user.signed_up", at("2026-10-01 10:00"),
+                user={"email": "old@example.jp", "marketing_consent": True}),
+             at("2026-10-01 10:00")),
+            (ev("user.updated", at("2026-11-10 10:00"), user={"email": "new@example.jp"}),
+             at("2026-11-10 10:00")),
+            (ev("user.updated", at("2026-11-05 10:00"), user=late_profile),
+             at("2026-11-11 10:00")),
+        ],
+    )  # fmt: skip
+    state = outcome.state
+    assert state is not None
+    assert (state.email, state.name, state.locale, state.timezone, state.birthday) == (
+        "new@example.jp",
+        "山田 花子",
+        "en",
+        "Europe/Berlin",
+        "1990-12-01",
+    )
+    assert [r.key for r in state.runs if r.journey == "birthday"] == ["1990-12-01|Europe/Berlin"]
+
+
+@pytest.mark.parametrize(
+    ("field", "older", "newer"),
+    [
+        ("email", "old@example.jp", "new@example.jp"),
+        ("name", "旧姓 花子", "山田 花子"),
+        ("locale", "ja", "en"),
+        ("timezone", "Asia/Tokyo", "America/New_York"),
+        ("birthday", "1990-05-01", "1990-06-01"),
+    ],
+)
+@pytest.mark.parametrize("late", [True, False], ids=["older-arrives-last", "in-order"])
+def test_each_profile_field_keeps_the_value_of_the_newest_event_that_set_it(
+    field: str, older: str, newer: str, late: bool
+) -> None:
+    """Whichever order they arrive in, the value stamped 10 Nov beats the one stamped 1 Nov;
+    a late arrival changes nothing the user would notice (no calendar run moves either)."""
+    engine = Engine(SHIPPED)
+    first = (
+        ev("user.updated", at("2026-11-01 10:00"), user={field: older}),
+        at("2026-11-01 10:00"),
+    )
+    second = (
+        ev("user.updated", at("2026-11-10 10:00"), user={field: newer}),
+        at("2026-11-10 10:00"),
+    )
+    in_order = _arrive(engine, [first, second])
+    arrivals = [second, (first[0], at("2026-11-11 10:00"))] if late else [first, second]
+    outcome = _arrive(engine, arrivals)
+    assert outcome.state is not None
+    assert getattr(outcome.state, field) == newer
+    assert in_order.state is not None
+    assert outcome.state.runs == in_order.state.runs
+
+
+def test_at_equal_stamps_the_later_arrival_wins() -> None:
+    """Two events stamped the same millisecond with different addresses: the one applied last
+    wins, as it always has."""
+    engine = Engine(SHIPPED)
+    when = at("2026-11-10 10:00")
+    outcome = _arrive(
+        engine,
+        [
+            (ev("user.updated", when, user={"email": "a@example.jp"}), when),
+            (ev("user.updated", when, user={"email": "b@example.jp"}), at("2026-11-10 10:01")),
+        ],
+    )
+    assert outcome.state is not None
+    assert outcome.state.email == "b@example.jp"

@@ -54,10 +54,11 @@ def test_an_idle_user_with_a_full_profile_needs_under_one_kibibyte() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (b"[3]", "layout version 3"),
+        (b"[4]", "layout version 4"),
         (b"{}", "layout version None"),
         (b"[1, 2]", "unreadable"),
         (b"[2, 2]", "unreadable"),
+        (b"[3, 2]", "unreadable"),
     ],
 )
 def test_unreadable_state_says_what_to_do(raw: bytes, message: str) -> None:
@@ -67,22 +68,59 @@ def test_unreadable_state_says_what_to_do(raw: bytes, message: str) -> None:
 
 
 def test_a_state_stored_in_layout_1_still_reads() -> None:
-    """Layout 1 (before `consent_at`, the time of the last consent change, and `deleted_at`)
-    reads as the same state with those unknown; the next consent change, whenever stamped,
-    applies."""
+    """Layout 1 (before `consent_at`, the time of the last consent change, `deleted_at` and the
+    profile fields' times) reads as the same state with those unknown; the next consent change,
+    whenever stamped, applies."""
     state = _busy_state()
     assert state is not None
     assert state.consent_at == to_ms(T0)
-    _, *fields, _consent_at, _deleted_at = orjson.loads(encode_state(state))
+    _, *fields, _consent_at, _deleted_at, _profile_times = orjson.loads(encode_state(state))
     stored = orjson.dumps([1, *fields])
     old = decode_state(stored)
-    assert old == replace(state, consent_at=None, deleted_at=None)
-    assert VERSION == 2
+    assert old == replace(state, consent_at=None, deleted_at=None, **_NO_PROFILE_TIMES)
     out = Engine(SHIPPED).on_event(
         old, ev("user.unsubscribed", at("2026-11-01 10:00"), scope="marketing"), T0
     )
     assert out.state is not None
     assert not out.state.marketing_allowed
+
+
+_NO_PROFILE_TIMES = dict.fromkeys(
+    ("email_at", "name_at", "locale_at", "timezone_at", "birthday_at"), None
+)
+
+
+def test_a_state_stored_in_layout_2_reads_with_no_profile_times() -> None:
+    """Layout 2 (before the profile fields' times) reads as the same state with those unknown, so
+    the next event's profile fields apply, however they are stamped (as they did before)."""
+    state = _busy_state()
+    assert state is not None
+    assert VERSION == 3
+    _, *fields, _profile_times = orjson.loads(encode_state(state))
+    old = decode_state(orjson.dumps([2, *fields]))
+    assert old == replace(state, **_NO_PROFILE_TIMES)
+    older = ev("user.updated", at("2026-11-01 10:00"), user={"email": "old@example.jp"})
+    out = Engine(SHIPPED).on_event(old, older, at("2026-11-22 14:00"))
+    assert out.state is not None
+    assert (out.state.email, out.state.email_at) == ("old@example.jp", to_ms(older.occurred_at))
+
+
+def test_the_profile_fields_times_are_stored_exactly_and_compactly() -> None:
+    """Each profile field's time survives storage (known, unknown, older than another's), and a
+    profile set by one event costs about 30 bytes of times, not five full ones."""
+    state = _busy_state()
+    assert state is not None
+    signed = to_ms(T0)
+    assert (state.email_at, state.birthday_at) == (signed, signed)
+    single = orjson.loads(encode_state(state))[-1]
+    assert single == [signed, 0, 0, 0, 0, 0]
+    assert len(orjson.dumps(single)) < 32
+    mixed = replace(state, name_at=None, locale_at=signed - 86_400_000, timezone_at=signed + 7)
+    assert decode_state(encode_state(mixed)) == mixed
+    assert orjson.loads(encode_state(mixed))[-1] == [signed + 7, 7, None, 86_400_007, 0, 7]
+    bare = UserState(user_id="u-1")
+    assert orjson.loads(encode_state(bare))[-1] is None
+    assert decode_state(encode_state(bare)) == bare
 
 
 def test_the_deletion_time_survives_storage_for_a_tombstone_and_for_a_returning_user() -> None:
