@@ -7,6 +7,7 @@ result (or the part they need) down explicitly.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from nudge.errors import ConfigError
+
+# scheme://host[:port][/path], no whitespace or control characters, no query or fragment (paths
+# are appended to it)
+_WEB_BASE_URL = re.compile(r"https?://[^\s/?#\\\x00-\x1f\x7f]+(/[^\s?#\x00-\x1f\x7f]*)?", re.I)
 
 SHIPPED_JOURNEYS = Path(__file__).with_name("journeys.yaml")
 
@@ -166,8 +171,8 @@ class Settings:
             sender_concurrency=_int(env, "NUDGE_SENDER_CONCURRENCY", defaults.sender_concurrency),
             iso2022jp_domains=_domains(env, "NUDGE_ISO2022JP_DOMAINS", defaults.iso2022jp_domains),
             domain_throttles=_throttles(env, "NUDGE_DOMAIN_THROTTLES", defaults.domain_throttles),
-            shop_url=text("NUDGE_SHOP_URL", defaults.shop_url).rstrip("/"),
-            public_base_url=text("NUDGE_PUBLIC_URL", defaults.public_base_url).rstrip("/"),
+            shop_url=_web_url(env, "NUDGE_SHOP_URL", defaults.shop_url),
+            public_base_url=_web_url(env, "NUDGE_PUBLIC_URL", defaults.public_base_url),
             # Without a configured secret every process start would invalidate the links in mail
             # already sent, so a random one is only acceptable for demos; docs say so.
             token_secret=secret.encode() or secrets.token_bytes(32),
@@ -222,6 +227,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 0:
         raise ConfigError(f"{name}={raw!r} must not be negative")
     return value
+
+
+def _web_url(env: Mapping[str, str], name: str, default: str) -> str:
+    """An absolute http(s) base URL, without its trailing slash: every link in mail is built on
+    it, so `shop.example.com` (no scheme) or a stray space would send broken links to everyone."""
+    raw = env.get(name, "").strip() or default
+    if not _WEB_BASE_URL.fullmatch(raw):
+        raise ConfigError(
+            f"{name}={raw!r} is not an absolute http(s) URL; e.g. {name}=https://shop.example.com"
+        )
+    return raw.rstrip("/")
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from nudge.commands import SendCommand
 from nudge.links.urls import MailRef, open_pixel_url, rewrite_links, unsubscribe_url
 from nudge.sender.mime import Charset, Mail, build, check_header, message_id_for
 from nudge.sender.render import RenderedMail, Renderer
 from nudge.settings import Settings
+
+PREVIEW_TIMEZONE = ZoneInfo("Asia/Tokyo")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +61,9 @@ def compose(
         "shop_name": shop_name or domain,
         # The shop's own pages (cart, reviews, campaigns); links back to Nudge use base_url.
         "shop_url": settings.shop_url,
+        # `created_at` is the processor's "now" in the user's time zone (docs/dev/contracts.md),
+        # so its offset is the reader's: `when` shows event timestamps (often UTC) in it.
+        "timezone": command.created_at.tzinfo,
     }
     marketing = command.kind == "marketing"
     unsubscribe = ""
@@ -130,8 +136,11 @@ def preview_message(
     variables: Mapping[str, Any],
     now: datetime | None = None,
 ) -> tuple[RenderedMail, bytes]:
-    """What `nudge render` shows a marketer: the rendered parts and the full message."""
-    moment = now or datetime.now(UTC)
+    """What `nudge render` shows a marketer: the rendered parts and the full message.
+
+    Times show in `Asia/Tokyo`, the SPEC §8 default time zone, as for a user who gave none.
+    """
+    moment = (now or datetime.now(UTC)).astimezone(PREVIEW_TIMEZONE)
     command = SendCommand(
         command_id=f"preview-{uuid.uuid4().hex[:8]}",
         idempotency_key=f"preview-{uuid.uuid4().hex}",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
@@ -127,17 +128,19 @@ def build(mail: Mail) -> bytes:
         f"Message-ID: {mail.message_id}",
         f"Date: {_date(mail.date.replace(microsecond=0))}",
         f"From: {_address(mail.sender, charset)}",
-        f"To: {_to(mail.to_name, mail.to_address, charset)}",
+        f"To: {_to(mail.to_name, mail.to_address, charset, header_name='To')}",
         f"Subject: {_encode_text('Subject', mail.subject, charset)}",
         "MIME-Version: 1.0",
         *(f"{name}: {value}" for name, value in mail.headers),
-        f'Content-Type: multipart/alternative; boundary="{boundary}"',
+        # Folded: on one line it is 80 characters, over RFC 5322's 78.
+        "Content-Type: multipart/alternative;",
+        f' boundary="{boundary}"',
         "",
         "This is a multi-part message in MIME format.",
         f"--{boundary}",
         *_part("text/plain", mail.text, charset),
         f"--{boundary}",
-        *_part("text/html", mail.html, charset),
+        *_part("text/html", _declare_charset(mail.html, charset), charset),
         f"--{boundary}--",
         "",
     ]
@@ -145,8 +148,9 @@ def build(mail: Mail) -> bytes:
 
 
 def _encodable(mail: Mail, charset: Charset) -> bool:
+    # The From display name too: a shop called `㈱…` must not raise for every carrier recipient.
     try:
-        for text in (mail.subject, mail.text, mail.html, mail.to_name or ""):
+        for text in (mail.subject, mail.text, mail.html, mail.to_name or "", mail.sender):
             text.encode(_PY_CODEC[charset])
     except UnicodeEncodeError:
         return False
@@ -205,14 +209,18 @@ def _b_word(data: bytes, charset: Charset) -> str:
     return f"=?{charset}?b?{base64.b64encode(data).decode('ascii')}?="
 
 
-def _to(name: str | None, address: str, charset: Charset) -> str:
+def _to(name: str | None, address: str, charset: Charset, *, header_name: str) -> str:
     if not name or not name.strip():
         return address
     name = name[:MAX_NAME_CHARS]
     if name.isascii() and "=?" not in name:
         return formataddr((name, address))
     # Non-ASCII, or ASCII that a reader would decode as an encoded word: encode it ourselves.
-    return f"{f'{CRLF} '.join(_encoded_words(name, charset))} <{address}>"
+    words = _encoded_words(name, charset)
+    # The address goes on a line of its own when the last word's line would pass 78 characters.
+    last = len(words[-1]) + (len(header_name) + 2 if len(words) == 1 else 1)
+    space = f"{CRLF} " if last + 3 + len(address) > 78 else " "
+    return f"{f'{CRLF} '.join(words)}{space}<{address}>"
 
 
 @functools.lru_cache(maxsize=8)
@@ -231,7 +239,21 @@ def _address(configured: str, charset: Charset) -> str:
             f"NUDGE_MAIL_FROM={configured!r}: the address must be ASCII (no SMTPUTF8)",
             reason="invalid_header",
         )
-    return _to(name or None, address, charset)
+    return _to(name or None, address, charset, header_name="From")
+
+
+_META_UTF8 = re.compile(r"""<meta\s+charset=["']?utf-8["']?\s*/?>""", re.IGNORECASE)
+
+
+def _declare_charset(html: str, charset: Charset) -> str:
+    """The HTML with its `<meta charset>` naming the charset its part is really in.
+
+    The layouts declare UTF-8; an ISO-2022-JP part that says otherwise in its own head is read
+    as UTF-8 by a client (or a browser opening the saved part) that trusts the document.
+    """
+    if charset == "utf-8":
+        return html
+    return _META_UTF8.sub(f'<meta charset="{charset}">', html, count=1)
 
 
 def _part(content_type: str, body: str, charset: Charset) -> list[str]:

@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
@@ -32,6 +32,9 @@ log = structlog.get_logger("nudge.sender.render")
 DEFAULT_LOCALE: Final = "ja"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
 _UNDEFINED = re.compile(r"'([^']+)' (?:is undefined|has no attribute '([^']+)')")
+# An absolute http(s) URL: the scheme and `//host` as the first characters, so no leading blank,
+# `javascript:`, `data:` or scheme-relative `//host` (which a reader's client resolves as it likes).
+_WEB_URL = re.compile(r"^https?://[^/?#\s\\]", re.IGNORECASE)
 _ZERO_DECIMAL_CURRENCIES: Final = frozenset({"JPY", "KRW", "VND", "CLP", "ISK"})
 _EN_MONTHS: Final = [
     "Jan",
@@ -103,6 +106,7 @@ class Renderer:
         )
         self.env.filters["money"] = money
         self.env.filters["when"] = when
+        self.env.filters["link_url"] = link_url
         # Compiled templates by path, so the per-mail lookup is one dict hit instead of
         # Jinja's locked LRU cache and loader check (3 lookups per mail).
         self._compiled: dict[str, jinja2.Template] = {}
@@ -192,22 +196,46 @@ class Renderer:
         return str(self.root / path)
 
 
-def money(amount: Any, currency: str = "JPY", *, locale: str | None = None) -> str:
-    """4800, JPY → `¥4,800`; 12.5, USD → `12.50 USD`. Numbers as strings are accepted."""
+def money(amount: Any, currency: str | None = "JPY", *, locale: str | None = None) -> str:
+    """4800, JPY → `¥4,800`; 12.5, USD → `12.50 USD`. Numbers as strings are accepted.
+
+    A null or empty currency (an order event that left it out as `null`) is JPY, the default,
+    rather than `4,800.00 NONE` in a customer's mail.
+    """
     try:
         value = Decimal(str(amount))
     except InvalidOperation as err:
         raise ValueError(f"{amount!r} is not an amount") from err
-    code = str(currency).upper()
+    code = str(currency or "JPY").strip().upper() or "JPY"
     if code in _ZERO_DECIMAL_CURRENCIES:
         text = f"{value:,.0f}"
         return f"¥{text}" if code == "JPY" else f"{text} {code}"
     return f"{value:,.2f} {code}"
 
 
+def link_url(value: Any) -> str:
+    """`value` if it is an absolute http(s) URL; a `TemplateError` (`unsafe_url`) if not.
+
+    For URLs that come from events (a tracking, reset or verification link): HTML escaping keeps
+    them inside the `href`, but only this keeps a `javascript:` or `data:` URL out of a button.
+    Refused, never cleaned, like a header value: the app has a bug (or an attacker a foothold).
+    """
+    text = str(value) if value is not None else ""
+    if not _WEB_URL.match(text) or not is_clean_text(text):
+        raise TemplateError(
+            f"the link {text[:80]!r} from the command's variables is not an absolute http(s) "
+            "URL; fix it at its source (the event's property)",
+            reason="unsafe_url",
+        )
+    return text
+
+
 @jinja2.pass_context
 def when(context: Any, value: Any) -> str:
-    """An ISO date or timestamp as readers expect it, in the mail's locale (offset as given)."""
+    """An ISO date or timestamp as readers expect it, in the mail's locale and the reader's time
+    zone (`timezone`, a `tzinfo` the sender adds; without one, or for a timestamp without an
+    offset: as written).
+    """
     parsed: date | datetime
     if isinstance(value, date):
         parsed = value
@@ -217,6 +245,10 @@ def when(context: Any, value: Any) -> str:
             parsed = datetime.fromisoformat(text) if "T" in text else date.fromisoformat(text)
         except ValueError:
             return text  # already human text (e.g. "12月1日"); show it as written
+    zone = context.get("timezone")
+    if isinstance(parsed, datetime) and parsed.tzinfo is not None and isinstance(zone, tzinfo):
+        # An app that writes `expires_at` in UTC means the same instant, not 02:15 in Tokyo.
+        parsed = parsed.astimezone(zone)
     is_ja = context.get("locale") == "ja"
     if isinstance(parsed, datetime):
         if is_ja:

@@ -6,6 +6,7 @@ import email
 import email.policy
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -304,3 +305,126 @@ BASELINE_HEADERS = [
     "X-Nudge-Step",
     "Content-Type",
 ]
+
+
+def test_a_reset_link_expiry_in_utc_shows_in_the_user_s_time_zone() -> None:
+    """`created_at` carries the user's zone; an `expires_at` the app wrote in UTC is shown in it."""
+    variables = {**sample_variables()["password_reset"], "expires_at": "2026-11-22T02:15:00Z"}
+    composed = compose(
+        command(
+            template="password_reset",
+            variables=variables,
+            created_at=NOW.astimezone(ZoneInfo("Asia/Tokyo")),
+        ),
+        settings=SETTINGS,
+        renderer=RENDERER,
+        now=NOW,
+    )
+    text = parse(composed.raw).get_body(("plain",))
+    assert text is not None
+    assert "このリンクの有効期限は2026年11月22日 11:15までです。" in text.get_content()
+
+
+def test_a_javascript_tracking_link_is_dead_lettered_not_sent() -> None:
+    """A `tracking_url` that is not http(s) makes the command a PermanentError (`unsafe_url`)."""
+    variables = {**sample_variables()["shipping_notice"], "tracking_url": "javascript:alert(1)"}
+    with pytest.raises(PermanentError) as caught:
+        compose(
+            command(template="shipping_notice", variables=variables),
+            settings=SETTINGS,
+            renderer=RENDERER,
+            now=NOW,
+        )
+    assert caught.value.reason == "unsafe_url"
+
+
+@pytest.mark.parametrize("to", ["hana@example.jp", "hana@docomo.ne.jp"])
+@pytest.mark.parametrize(
+    ("name", "shop"),
+    [
+        ("株式会社ナッジ商事 東京本社 営業部 山田 花子", "Nudge Shop"),
+        ("山田 花子", "ナッジ・ショップ 東京本店 オンラインストア"),
+        ("山田", "Nudge Shop"),
+    ],
+)
+def test_every_header_line_is_within_78_characters(to: str, name: str, shop: str) -> None:
+    """RFC 5322 §2.1.1: To, From (with long non-ASCII names) and the multipart Content-Type are
+    folded; the names still read back."""
+    settings = Settings(
+        mail_from=f"{shop} <shop@example.com>",
+        public_base_url="https://nudge.example.com",
+        token_secret=b"k" * 32,
+    )
+    variables = {**sample_variables()["order_confirmation"], "name": name}
+    raw = compose(
+        command(to=to, variables=variables), settings=settings, renderer=RENDERER, now=NOW
+    ).raw
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    message = parse(raw)
+    # Python's parser keeps the folding space between encoded words of a name; RFC 2047 §6.2
+    # says to drop it (as mail clients do), so only the non-space characters are compared.
+    assert "".join(message["To"].addresses[0].display_name.split()) == "".join(name.split())
+    assert "".join(message["From"].addresses[0].display_name.split()) == "".join(shop.split())
+    assert message.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+
+
+def test_an_iso_2022_jp_html_part_declares_that_charset_in_its_head() -> None:
+    """The layouts say `<meta charset="utf-8">`; in an ISO-2022-JP part that would contradict
+    the part's Content-Type for any client or browser that reads the document's own head."""
+    composed = compose(
+        command(to="hana@docomo.ne.jp"), settings=SETTINGS, renderer=RENDERER, now=NOW
+    )
+    html = parse(composed.raw).get_body(("html",))
+    assert html is not None
+    assert html.get_content_charset() == "iso-2022-jp"
+    assert '<meta charset="iso-2022-jp">' in html.get_content()
+    assert "utf-8" not in html.get_content().lower()
+    utf8 = parse(compose(command(), settings=SETTINGS, renderer=RENDERER, now=NOW).raw)
+    body = utf8.get_body(("html",))
+    assert body is not None
+    assert '<meta charset="utf-8">' in body.get_content()
+
+
+@pytest.mark.parametrize("shop", ["㈱ナッジ", "髙島屋オンライン", "ﾅｯｼﾞ"])
+def test_a_shop_name_iso_2022_jp_cannot_express_falls_back_to_utf8(shop: str) -> None:
+    """The From display name counts too: it must not raise for every carrier recipient."""
+    mail = Mail(
+        message_id="<a@b>",
+        date=NOW,
+        sender=f"{shop} <s@example.com>",
+        to_address="a@docomo.ne.jp",
+        to_name="山田 花子",
+        subject="こんにちは",
+        text="本文",
+        html="<p>本文</p>",
+        charset="iso-2022-jp",
+    )
+    message = parse(build(mail))
+    assert message["From"].addresses[0].display_name == shop
+    assert {p.get_content_charset() for p in message.iter_parts()} == {"utf-8"}
+
+
+@pytest.mark.parametrize("text", ["①", "㈱", "髙", "﨑", "😀", "ｱｲｳ", "～"])
+def test_a_name_or_item_outside_jis_x_0208_is_never_mangled(text: str) -> None:
+    """A carrier recipient whose name or item has such a character gets the mail in UTF-8, with
+    the name and item exactly as written (never `?`, never an exception)."""
+    variables = {
+        **sample_variables()["order_confirmation"],
+        "name": f"山田{text}花子",
+        "items": [{"name": f"急須{text}", "quantity": 1, "price": 4800}],
+    }
+    message = parse(
+        compose(
+            command(to="hana@docomo.ne.jp", variables=variables),
+            settings=SETTINGS,
+            renderer=RENDERER,
+            now=NOW,
+        ).raw
+    )
+    assert message["To"].addresses[0].display_name == f"山田{text}花子"
+    parts = list(message.iter_parts())
+    assert {part.get_content_charset() for part in parts} == {"utf-8"}
+    assert f"山田{text}花子 様" in parts[0].get_content()
+    assert f"急須{text}" in parts[1].get_content()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta, timezone
 
 import pytest
 
@@ -155,3 +156,82 @@ def test_when_formats_dates_for_the_locale() -> None:
     base = {**SAMPLES["password_reset"], "shop_name": "S", "shop_url": "u"}
     assert "2026年11月22日 11:15" in RENDERER.render("password_reset", "ja", base).text
     assert "22 Nov 2026, 11:15" in RENDERER.render("password_reset", "en", base).text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize(
+    ("template", "variable"),
+    [
+        ("shipping_notice", "tracking_url"),
+        ("password_reset", "reset_url"),
+        ("email_verification", "verify_url"),
+    ],
+)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(document.cookie)",
+        "JaVaScRiPt:alert(1)",
+        " javascript:alert(1)",
+        "data:text/html;base64,PHNjcmlwdD4=",
+        "//evil.example/x",
+        "/reset?t=1",
+        "https:/evil",
+        "",
+    ],
+)
+def test_a_link_from_an_event_must_be_an_absolute_web_url(
+    template: str, variable: str, url: str, locale: str
+) -> None:
+    """HTML escaping keeps a URL inside its `href`, not `javascript:` out of it: a link taken
+    from an event that is not absolute http(s) is refused (`unsafe_url`), never sent."""
+    variables = {**SAMPLES[template], variable: url, "shop_name": "S", "shop_url": "https://s"}
+    with pytest.raises(TemplateError) as caught:
+        RENDERER.render(template, locale, variables)
+    assert caught.value.reason == "unsafe_url"
+
+
+@pytest.mark.parametrize("url", ["https://track.example/1?a=1&b=2", "HTTP://k2k.example.jp/t"])
+def test_absolute_web_links_from_events_are_kept(url: str) -> None:
+    """http(s) links pass unchanged (a carrier's tracking page may still be plain http)."""
+    variables = {**SAMPLES["shipping_notice"], "tracking_url": url, "shop_name": "S"}
+    mail = RENDERER.render("shipping_notice", "ja", {**variables, "shop_url": "https://s"})
+    assert url in mail.text
+    assert f'href="{url.replace("&", "&amp;")}"' in mail.html
+
+
+def test_every_link_in_a_template_is_the_shop_s_or_checked() -> None:
+    """A template author cannot forget the check: every `href` starts with `shop_url`, is the
+    unsubscribe link, or passes a variable through `link_url`."""
+    allowed = re.compile(r"\{\{ (shop_url|unsubscribe_url) \}\}|\{\{ \w+\|link_url \}\}")
+    for path in sorted(RENDERER.root.glob("*/*.html")):
+        for href in re.findall(r'href="([^"]*)"', path.read_text()):
+            assert allowed.match(href), f"{path.name}: href={href!r}"
+
+
+@pytest.mark.parametrize(
+    ("locale", "shown"), [("ja", "2026年11月22日 11:15"), ("en", "22 Nov 2026, 11:15")]
+)
+def test_timestamps_show_in_the_reader_s_time_zone(locale: str, shown: str) -> None:
+    """An app that writes `expires_at` in UTC means 11:15 in Tokyo, not 02:15."""
+    tokyo = timezone(timedelta(hours=9))
+    variables = {
+        **SAMPLES["password_reset"],
+        "expires_at": "2026-11-22T02:15:00Z",
+        "shop_name": "S",
+        "shop_url": "https://s",
+    }
+    mail = RENDERER.render("password_reset", locale, {**variables, "timezone": tokyo})
+    assert shown in mail.text
+    assert shown in mail.html
+    # Without a time zone (or for a timestamp without offset) the time shows as written.
+    assert "02:15" in RENDERER.render("password_reset", locale, variables).text
+
+
+def test_a_null_currency_is_the_default_not_none() -> None:
+    """`"currency": null` in an order event shows yen, not `4,800.00 NONE`."""
+    assert money(4800, None) == "¥4,800"
+    variables = {**SAMPLES["order_confirmation"], "currency": None, "shop_name": "S"}
+    mail = RENDERER.render("order_confirmation", "ja", {**variables, "shop_url": "https://s"})
+    assert "お支払い合計：¥9,600" in mail.text
+    assert "NONE" not in mail.text + mail.html
