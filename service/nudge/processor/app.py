@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import faust
 import structlog
+from mode import Service
 
 from nudge import metrics
 from nudge.admin import DEAD_LETTER_MAX_MESSAGE_BYTES
@@ -49,7 +51,7 @@ from nudge.processor.ports import (
     StateStore,
     SystemClock,
 )
-from nudge.processor.recovery_watch import RecoveryWatch
+from nudge.processor.recovery_watch import RecoveryWatch, reseek
 from nudge.processor.timers import DueIndex, TickPlanner
 from nudge.settings import Settings
 from nudge.topics import Topics
@@ -72,6 +74,9 @@ class ProcessorOptions:
     # seconds a table recovery may read nothing while records remain before /livez says 503
     # (recovery_watch.py); 0 turns the watch off
     recovery_stall_limit: float = 120.0
+    # seconds a table recovery may read nothing while records remain before its changelog
+    # partitions are sought back to what it read (recovery_watch.py); 0: never
+    recovery_reseek_after: float = 10.0
     batch_size: int = 500  # records decided per acknowledgement round trip
     batch_wait: float = 0.05  # seconds the stream waits to fill a batch
     # Faust's own per-record paths (table writes, producing, consumer, decoding, batching,
@@ -91,6 +96,8 @@ class Processor:
     settings: Settings
     options: ProcessorOptions
     watch: RecoveryWatch
+    # runs the watch; the worker starts it before the app (RecoveryWatcher)
+    watcher: Service | None = None
 
     def assigned(self) -> set[int]:
         """Partitions of the events topic this worker is active for."""
@@ -141,6 +148,21 @@ class Processor:
         if not recovery.completed.is_set() or app.rebalancing or app.in_recovery:
             return False
         return all(self.index.loaded(p) for p in self.assigned())
+
+
+class RecoveryWatcher(Service):
+    """Samples the table recovery every `LAG_INTERVAL` (recovery_watch.py) from the worker's
+    start. Not an `app.timer`: Faust starts those only once the first table recovery has
+    completed, and that one can hang too (a rebalance during it restarts it with the fetcher
+    already running)."""
+
+    def __init__(self, check: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+        self.check = check
+        super().__init__(**kwargs)
+
+    @Service.timer(LAG_INTERVAL)
+    async def _check(self) -> None:
+        await self.check()
 
 
 def _stop_on_changelog_failure(err: BaseException) -> None:
@@ -244,7 +266,9 @@ def create_processor(
         topics=topics,
         settings=settings,
         options=options,
-        watch=RecoveryWatch(stall_after=options.recovery_stall_limit),
+        watch=RecoveryWatch(
+            stall_after=options.recovery_stall_limit, reseek_after=options.recovery_reseek_after
+        ),
     )
 
     async def handle(stream: Any) -> None:
@@ -318,9 +342,21 @@ def create_processor(
                 seconds=round(watch.seconds_stalled(now), 1),
                 remaining=dict(recovery.active_remaining()),
             )
+        elif not stalled and watch.reseek_due(now):
+            try:
+                sought = await reseek(app)
+            except Exception as err:  # a rebalance moved the partitions meanwhile: it seeks too
+                log.warning("table recovery stalled: seek back failed", error=repr(err))
+                return
+            if sought:
+                log.warning(
+                    "table recovery read no changelog record for a while although some remain: "
+                    "its partitions are sought back to the last offset read",
+                    sought={f"{tp.topic}:{tp.partition}": offset for tp, offset in sought.items()},
+                )
 
-    if options.recovery_stall_limit > 0:
-        app.timer(interval=LAG_INTERVAL, name=f"{topics.prefix}recovery-watch")(watch_recovery)
+    if options.recovery_stall_limit > 0 or options.recovery_reseek_after > 0:
+        processor.watcher = RecoveryWatcher(watch_recovery)
 
     def on_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> Any:
         return ticker.stop()

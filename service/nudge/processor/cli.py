@@ -155,6 +155,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     worker = faust.Worker(
         processor.app,
         web,
+        *([processor.watcher] if processor.watcher is not None else []),
         loop=loop,
         loglevel=settings.log_level,
         override_logging=False,

@@ -314,6 +314,9 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         Under a backlog the buffers fill at every fetch. Measured before (docs/processor.md): the
         agent emptied its buffer and then sat idle for ~1 s, three times in a 5-second drain of
         56,000 events.
+
+        And one for rebalances: the consumer thread gets a copy of the active partitions, not
+        Faust's live set, which an in-flight fetch would read after a rebalance emptied it.
         """
         drained = self.buffer_drained
         drained.clear()  # before the partitions are read: a drop after this wakes the wait
@@ -327,7 +330,13 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
             if active_partitions is None or active_partitions:
                 if self._buffered_partitions:
                     timeout = min(timeout, BUFFERED_FETCH_WAIT)
-                records = await self._getmany(active_partitions=active_partitions, timeout=timeout)
+                # A copy for the consumer thread (module docstring of recovery_watch.py): it
+                # reads the set while the fetch waits, and aiokafka takes an empty set for "every
+                # partition", so a fetch from before a rebalance, still waiting once the rebalance
+                # has paused everything, would take the records of any partition, changelog
+                # records a recovery has just sought included, and `getmany` would drop them.
+                asked = None if active_partitions is None else set(active_partitions)
+                records = await self._getmany(active_partitions=asked, timeout=timeout)
             else:
                 await self.wait(drained.wait(), timeout=1.0)
             return records, active_partitions
@@ -374,7 +383,8 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
                 if not self.should_stop:
                     # Never cancelled by a rebalance (class docstring). Faust's getmany checks the
                     # flow and the consumer generation as it yields, and seeks back to the
-                    # committed offsets itself if the flow stopped during the fetch.
+                    # committed offsets itself if the flow stopped during the fetch (not the
+                    # changelog partitions, which have none: recovery_watch.py).
                     fetched = [pair async for pair in records]
                     if fetched:
                         await self.wait_first(deliver(fetched), self.suspend_flow.wait())

@@ -3,6 +3,7 @@ read in), its producer limit, and the per-partition metrics it reports across re
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from nudge import metrics
 from nudge.admin import BROKER_MAX_MESSAGE_BYTES, DEAD_LETTER_MAX_MESSAGE_BYTES
-from nudge.processor.app import Processor, ProcessorOptions, create_processor
+from nudge.processor.app import Processor, ProcessorOptions, RecoveryWatcher, create_processor
 from nudge.processor.cli import load_engine
 from nudge.processor.fastpath import FAST_PATHS_FAUST_VERSION, DirectTableStore, FastApp
 from nudge.processor.kafka import TableStore
@@ -129,3 +130,44 @@ def test_the_producer_takes_a_dead_letter_of_the_largest_record_the_broker_accep
     processor = _build(tmp_path)
     assert processor.app.conf.producer_max_request_size == DEAD_LETTER_MAX_MESSAGE_BYTES
     assert DEAD_LETTER_MAX_MESSAGE_BYTES > BROKER_MAX_MESSAGE_BYTES
+
+
+@dataclass
+class SeekingConsumer:
+    """What the recovery watch reads of Faust's consumer, and the seeks it asks for."""
+
+    assigned: set[TP]
+    flow_active: bool = True
+    sought: list[dict[TP, int]] = field(default_factory=list)
+
+    def assignment(self) -> set[TP]:
+        return self.assigned
+
+    async def seek_wait(self, partitions: dict[TP, int]) -> None:
+        self.sought.append(dict(partitions))
+
+
+async def test_a_recovery_that_reads_nothing_gets_its_partitions_sought_back(
+    tmp_path: Path,
+) -> None:
+    """The watch runs as a service of its own, which the worker starts before the app: Faust's
+    app timers start only after the first recovery, which can hang too. A recovery that reads
+    nothing while records remain gets its changelog partitions sought back to what it read."""
+    settings = Settings(token_secret=b"x" * 32, state_dir=tmp_path, topic_prefix="t.")
+    engine, codec = load_engine(settings)
+    options = ProcessorOptions(recovery_reseek_after=0.01)
+    processor = create_processor(settings, engine=engine, codec=codec, options=options)
+    assert isinstance(processor.watcher, RecoveryWatcher)
+    changelog = TP("t.processor-users-changelog", 3)
+    consumer = SeekingConsumer(assigned={changelog})
+    processor.app.consumer = consumer  # type: ignore[assignment]
+    recovery = processor.app.tables.recovery  # type: ignore[attr-defined]
+    recovery.in_recovery = True
+    recovery.active_highwaters[changelog] = 50
+    recovery.active_offsets[changelog] = 41
+    await processor.watcher.check()
+    assert consumer.sought == []
+    await asyncio.sleep(0.02)
+    await processor.watcher.check()
+    assert consumer.sought == [{changelog: 41}]
+    assert processor.alive()

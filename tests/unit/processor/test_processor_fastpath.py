@@ -341,6 +341,80 @@ async def test_with_every_partition_set_aside_fetching_resumes_when_a_buffer_dra
     assert fetching.timeouts == [1.0]
 
 
+CHANGELOG_0 = TP("app-users-changelog", 0)
+
+
+async def test_a_fetch_in_flight_keeps_the_partitions_it_asked_for_through_a_rebalance(
+    fetching: FetchingConsumer,
+) -> None:
+    """The consumer thread reads the partition set while its fetch waits. Faust hands it its live
+    set, which a rebalance empties (`pause_partitions`) while the recovery seeks its changelog
+    partitions; aiokafka takes an empty set for every partition, so that fetch took the records
+    the recovery had just sought, and `getmany` dropped them (a recovery waiting forever). The
+    fetch gets a copy: it still asks for what it asked for."""
+    consumer = fetching.consumer
+    asked: list[Any] = []
+    release = asyncio.Event()
+
+    async def waiting_getmany(active_partitions: Any, timeout: float) -> dict[Any, Any]:  # noqa: ASYNC109
+        asked.append(active_partitions)
+        await release.wait()
+        return {}
+
+    consumer._getmany = waiting_getmany  # type: ignore[method-assign]
+    consumer._set_active_tps({EVENTS_0, TICKS_0})
+    fetch = asyncio.ensure_future(consumer._wait_next_records(1.0))
+    await asyncio.sleep(0.01)
+    consumer.pause_partitions({EVENTS_0, TICKS_0, CHANGELOG_0})  # a rebalance starts
+    assert consumer._get_active_partitions() == set()
+    assert asked == [{EVENTS_0, TICKS_0}]
+    release.set()
+    await asyncio.wait_for(fetch, 1.0)
+
+
+async def test_aiokafka_gives_a_fetch_whose_set_is_empty_every_partition() -> None:
+    """Why the copy above: aiokafka's `fetched_records` (on the consumer thread) filters by the set
+    only when it is not empty, and moves the partition's position past what it returns."""
+    from aiokafka.consumer.fetcher import Fetcher, FetchResult, PartitionRecords
+    from aiokafka.consumer.subscription_state import SubscriptionState
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+    from aiokafka.record.memory_records import MemoryRecords
+
+    subscriptions = SubscriptionState()
+    subscriptions.assign_from_user({CHANGELOG_0, EVENTS_0})
+    assignment = subscriptions.subscription.assignment
+    for tp in (CHANGELOG_0, EVENTS_0):
+        assignment.state_value(tp).seek(0)  # as the recovery seeks
+    fetcher = Fetcher.__new__(Fetcher)  # no client, no background fetch task
+    fetcher._subscriptions, fetcher._records, fetcher._fetch_waiters = subscriptions, {}, set()
+    fetcher._loop, fetcher._closed = asyncio.get_running_loop(), False
+    fetcher._wait_consume_future = None
+    builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, 1 << 20)
+    for offset in range(3):
+        builder.append(offset, timestamp=None, key=b"k", value=b"v", headers=[])
+    records = MemoryRecords(bytes(builder.build()))
+
+    def land() -> None:  # the changelog records the recovery sought come back
+        partition = PartitionRecords(CHANGELOG_0, records, [], 0, None, None, True, 0)
+        fetcher._records[CHANGELOG_0] = FetchResult(
+            CHANGELOG_0, assignment=assignment, partition_records=partition, backoff=0.1
+        )
+
+    land()
+    assert await fetcher.fetched_records(frozenset({EVENTS_0}), timeout=0) == {}
+    assert assignment.state_value(CHANGELOG_0).position == 0
+    live = {EVENTS_0}
+    in_flight = asyncio.ensure_future(fetcher.fetched_records(live, timeout=1.0))
+    await asyncio.sleep(0.01)
+    live.clear()  # Faust's pause_partitions, on the live set the fetch was given
+    land()
+    for waiter in list(fetcher._fetch_waiters):
+        fetcher._notify(waiter)
+    taken = await asyncio.wait_for(in_flight, 1.0)
+    assert [r.offset for r in taken[CHANGELOG_0]] == [0, 1, 2]
+    assert assignment.state_value(CHANGELOG_0).position == 3
+
+
 async def test_the_largest_event_the_broker_accepts_is_dead_lettered_whole(rig: Rig) -> None:
     """An event as large as the broker lets an app publish (1,048,588 bytes by default; Nudge
     reads at most 64 KiB) goes to the events DLT as `too_large`, its bytes untouched and the
