@@ -6,13 +6,16 @@ result (or the part they need) down explicitly.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from difflib import get_close_matches
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from nudge.errors import ConfigError
 
@@ -21,6 +24,18 @@ from nudge.errors import ConfigError
 _WEB_BASE_URL = re.compile(r"https?://[^\s/?#\\\x00-\x1f\x7f]+(/[^\s?#\x00-\x1f\x7f]*)?", re.I)
 
 SHIPPED_JOURNEYS = Path(__file__).with_name("journeys.yaml")
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+_SMTP_OPTIONS = ("starttls", "timeout", "verify")
+_SMTP_EXAMPLE = "smtp://user:pass@mail.example.com:587?starttls=1"
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# A larger scale only stretches waits past any use, and 1e300 overflows the due-time arithmetic.
+_MAX_DELAY_SCALE = 1000.0
+# An addr-spec of dot-atoms (RFC 5322 §3.4.1), the form a From address is configured in.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ADDRESS = re.compile(rf"{_ATOM}(\.{_ATOM})*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,29 +58,53 @@ class SmtpSettings:
 
     @classmethod
     def from_url(cls, url: str) -> SmtpSettings:
-        parts = urlsplit(url)
+        """The settings in `url`; a `ConfigError` naming SMTP_URL, its password masked, if bad."""
+        # Every message shows the URL masked: it goes to stderr, i.e. the container log.
+        shown = f"SMTP_URL={_masked(url)!r}"
+        try:
+            parts = urlsplit(url)
+        except ValueError as err:
+            raise ConfigError(f"{shown} is not a URL; e.g. {_SMTP_EXAMPLE}") from err
         if parts.scheme not in ("smtp", "smtps"):
             raise ConfigError(
-                f"SMTP_URL={url!r}: the scheme must be smtp:// or smtps://, "
-                "e.g. smtp://user:pass@mail.example.com:587?starttls=1"
+                f"{shown}: the scheme must be smtp:// or smtps://; e.g. {_SMTP_EXAMPLE}"
+            )
+        if "@" in url and "@" not in parts.netloc:
+            # A `/`, `?` or `#` in the password ends the host part early: the rest would be read
+            # as the host, port, path or an option, so say nothing of it but this.
+            raise ConfigError(
+                f"{shown}: the user name or password holds a / ? or # that ends the host part; "
+                f"percent-encode it (/ is %2F, ? is %3F, # is %23); e.g. {_SMTP_EXAMPLE}"
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ConfigError(
+                f"{shown}: the port must be a number from 1 to 65535; e.g. {_SMTP_EXAMPLE}"
             )
         if not parts.hostname:
-            raise ConfigError(f"SMTP_URL={url!r}: no host; e.g. smtp://127.0.0.1:2525")
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            raise ConfigError(f"{shown}: no host; e.g. smtp://127.0.0.1:2525")
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        for option in query:
+            if option not in _SMTP_OPTIONS:
+                close = get_close_matches(option, _SMTP_OPTIONS, n=1)
+                guess = f" (did you mean {close[0]}?)" if close else ""
+                raise ConfigError(
+                    f"{shown}: unknown option {option!r}{guess}; the options are "
+                    f"{', '.join(_SMTP_OPTIONS)}; e.g. {_SMTP_EXAMPLE}"
+                )
         implicit_tls = parts.scheme == "smtps"
-        try:
-            timeout = float(query.get("timeout", "30"))
-        except ValueError as err:
-            raise ConfigError(f"SMTP_URL: timeout={query['timeout']!r} is not a number") from err
         return cls(
             host=parts.hostname,
-            port=parts.port or (465 if implicit_tls else 25),
+            port=port or (465 if implicit_tls else 25),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             use_tls=implicit_tls,
-            start_tls=_flag(query.get("starttls", "0"), "starttls"),
-            timeout=timeout,
-            verify_certificates=_flag(query.get("verify", "1"), "verify"),
+            start_tls=_smtp_flag(query, "starttls", default=False, shown=shown),
+            timeout=_smtp_timeout(query, shown=shown),
+            verify_certificates=_smtp_flag(query, "verify", default=True, shown=shown),
         )
 
 
@@ -136,13 +175,15 @@ class Settings:
         secret = _token_secret(env, "NUDGE_TOKEN_SECRET")
         previous = _token_secrets(env, "NUDGE_TOKEN_SECRET_PREVIOUS")
         return cls(
-            kafka_bootstrap_servers=text(
-                "KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap_servers
+            kafka_bootstrap_servers=_not_blank(
+                env, "KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap_servers
             ),
             topic_prefix=env.get("NUDGE_TOPIC_PREFIX", defaults.topic_prefix),
             journeys_path=Path(text("NUDGE_JOURNEYS", str(defaults.journeys_path))),
             smtp=SmtpSettings.from_url(text("SMTP_URL", "smtp://127.0.0.1:2525")),
-            delay_scale=_positive_float(env, "NUDGE_DELAY_SCALE", defaults.delay_scale),
+            delay_scale=_positive_float(
+                env, "NUDGE_DELAY_SCALE", defaults.delay_scale, most=_MAX_DELAY_SCALE
+            ),
             state_dir=Path(text("NUDGE_STATE_DIR", str(defaults.state_dir))),
             processing_guarantee=_choice(
                 env,
@@ -153,22 +194,36 @@ class Settings:
             table_standby_replicas=_int(
                 env, "NUDGE_STANDBY_REPLICAS", defaults.table_standby_replicas
             ),
-            topic_partitions=_int(env, "NUDGE_TOPIC_PARTITIONS", defaults.topic_partitions),
+            topic_partitions=_int(
+                env, "NUDGE_TOPIC_PARTITIONS", defaults.topic_partitions, least=1
+            ),
             topic_replication_factor=_int(
-                env, "NUDGE_REPLICATION_FACTOR", defaults.topic_replication_factor
+                env, "NUDGE_REPLICATION_FACTOR", defaults.topic_replication_factor, least=1
             ),
-            processor_web_port=_int(env, "NUDGE_PROCESSOR_PORT", defaults.processor_web_port),
-            mail_from=text("NUDGE_MAIL_FROM", defaults.mail_from),
-            sender_metrics_port=_int(env, "NUDGE_SENDER_PORT", defaults.sender_metrics_port),
-            smtp_max_connections=_int(env, "SMTP_MAX_CONNECTIONS", defaults.smtp_max_connections),
+            processor_web_port=_port(env, "NUDGE_PROCESSOR_PORT", defaults.processor_web_port),
+            mail_from=_mail_from(env, "NUDGE_MAIL_FROM", defaults.mail_from),
+            # 0: no HTTP endpoints (`nudge sender --port` documents it; the benchmark uses it).
+            sender_metrics_port=_port(
+                env, "NUDGE_SENDER_PORT", defaults.sender_metrics_port, zero_allowed=True
+            ),
+            smtp_max_connections=_int(
+                env, "SMTP_MAX_CONNECTIONS", defaults.smtp_max_connections, least=1
+            ),
             smtp_messages_per_connection=_int(
-                env, "SMTP_MESSAGES_PER_CONNECTION", defaults.smtp_messages_per_connection
+                env,
+                "SMTP_MESSAGES_PER_CONNECTION",
+                defaults.smtp_messages_per_connection,
+                least=1,
             ),
-            send_max_attempts=_int(env, "NUDGE_SEND_MAX_ATTEMPTS", defaults.send_max_attempts),
+            send_max_attempts=_int(
+                env, "NUDGE_SEND_MAX_ATTEMPTS", defaults.send_max_attempts, least=1
+            ),
             send_retry_base_seconds=_positive_float(
                 env, "NUDGE_SEND_RETRY_BASE", defaults.send_retry_base_seconds
             ),
-            sender_concurrency=_int(env, "NUDGE_SENDER_CONCURRENCY", defaults.sender_concurrency),
+            sender_concurrency=_int(
+                env, "NUDGE_SENDER_CONCURRENCY", defaults.sender_concurrency, least=1
+            ),
             iso2022jp_domains=_domains(env, "NUDGE_ISO2022JP_DOMAINS", defaults.iso2022jp_domains),
             domain_throttles=_throttles(env, "NUDGE_DOMAIN_THROTTLES", defaults.domain_throttles),
             shop_url=_web_url(env, "NUDGE_SHOP_URL", defaults.shop_url),
@@ -179,10 +234,10 @@ class Settings:
             token_secret_random=not secret,
             # Retired secrets still accepted when verifying links (rotation; docs/links.md).
             token_secrets_previous=tuple(part.encode() for part in previous),
-            web_port=_int(env, "NUDGE_WEB_PORT", defaults.web_port),
+            web_port=_port(env, "NUDGE_WEB_PORT", defaults.web_port),
             tracking_enabled=_flag(env.get("NUDGE_TRACKING", "1"), "NUDGE_TRACKING"),
             log_format=_choice(env, "NUDGE_LOG_FORMAT", ("json", "console"), defaults.log_format),
-            log_level=text("NUDGE_LOG_LEVEL", defaults.log_level).upper(),
+            log_level=_log_level(env, "NUDGE_LOG_LEVEL", defaults.log_level),
         )
 
 
@@ -209,24 +264,131 @@ def _token_secrets(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 def _flag(value: str, name: str) -> bool:
     lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
+    if lowered in _TRUE:
         return True
-    if lowered in ("0", "false", "no", "off", ""):
+    if lowered in (*_FALSE, ""):
         return False
     raise ConfigError(f"{name}={value!r}: use 1 or 0")
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _smtp_flag(query: Mapping[str, str], option: str, *, default: bool, shown: str) -> bool:
+    """An SMTP_URL switch: 1 or 0 (true/false, yes/no, on/off); `?starttls=` is not a value."""
+    value = query.get(option)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{shown}: {option}={value!r} must be 1 or 0; e.g. {_SMTP_EXAMPLE}")
+
+
+def _smtp_timeout(query: Mapping[str, str], *, shown: str) -> float:
+    raw = query.get("timeout", "30")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(
+            f"{shown}: timeout={raw!r} must be a number of seconds greater than 0; "
+            "e.g. smtp://127.0.0.1:2525?timeout=10"
+        )
+    return value
+
+
+def _masked(url: str) -> str:
+    """`url` with any password replaced by `***`, for messages; it may be any malformed text.
+
+    Everything between the user name and the last `@` is masked (a password may hold `@`, `/`,
+    `#`...); with no `@`, a `name:text` whose text is not a port number may be `user:password`
+    with the host forgotten, so the text is masked too.
+    """
+    scheme, sep, rest = url.partition("://")
+    prefix = scheme + sep if sep else ""
+    rest = rest if sep else url
+    userinfo, at, host = rest.rpartition("@")
+    if at:
+        user, colon, _password = userinfo.partition(":")
+        return f"{prefix}{user}:***@{host}" if colon else url
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    name, colon, port = authority.partition(":")
+    if colon and not authority.startswith("[") and not port.isdigit():
+        return f"{prefix}{name}:***{rest[len(authority) :]}"
+    return url
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, least: int = 0) -> int:
+    """A whole number ≥ `least` (1 for counts where 0 would mean nothing works)."""
     raw = env.get(name)
     if raw is None or not raw.strip():
         return default
     try:
         value = int(raw)
     except ValueError as err:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from err
-    if value < 0:
-        raise ConfigError(f"{name}={raw!r} must not be negative")
+        raise ConfigError(f"{name}={raw!r} is not a whole number; e.g. {name}={default}") from err
+    if value < least:
+        rule = "must not be negative" if least == 0 else f"must be at least {least}"
+        raise ConfigError(f"{name}={raw!r} {rule}; e.g. {name}={default}")
     return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int, *, zero_allowed: bool = False) -> int:
+    """A TCP port to listen on, 1–65535; 0 only where it means "no endpoint"."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    lowest = 0 if zero_allowed else 1
+    if not lowest <= value <= 65535:
+        raise ConfigError(
+            f"{name}={raw!r} is not a port number from {lowest} to 65535"
+            f"{' (0: none)' if zero_allowed else ''}; e.g. {name}={default}"
+        )
+    return value
+
+
+def _not_blank(env: Mapping[str, str], name: str, default: str) -> str:
+    """Unset means the default; set but blank is refused: a deployment template that left it
+    empty would otherwise talk to the default (localhost) without a word."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if not raw.strip():
+        raise ConfigError(
+            f"{name} is set but blank; unset it for {default}, or name the servers, "
+            f"e.g. {name}=kafka-1:9092,kafka-2:9092"
+        )
+    return raw.strip()
+
+
+def _mail_from(env: Mapping[str, str], name: str, default: str) -> str:
+    """One `Name <address>` or bare address, parsed as the sender parses it (`parseaddr`).
+
+    `parseaddr` takes the first of several addresses and skips what it cannot read, so the value
+    must also read as exactly that one address; CR/LF would inject header lines.
+    """
+    raw = env.get(name, "").strip() or default
+    parsed = parseaddr(raw)
+    if _CONTROL.search(raw) or getaddresses([raw]) != [parsed] or not _ADDRESS.fullmatch(parsed[1]):
+        raise ConfigError(
+            f"{name}={raw!r} is not one mail address (ASCII local@domain, with or without "
+            f"a name); e.g. {name}='Nudge Shop <shop@example.com>'"
+        )
+    return raw
+
+
+def _log_level(env: Mapping[str, str], name: str, default: str) -> str:
+    level = env.get(name, "").strip().upper() or default
+    if level not in _LOG_LEVELS:
+        raise ConfigError(
+            f"{name}={env[name]!r}: choose one of {', '.join(_LOG_LEVELS)}; e.g. {name}=INFO"
+        )
+    return level
 
 
 def _web_url(env: Mapping[str, str], name: str, default: str) -> str:
@@ -240,16 +402,22 @@ def _web_url(env: Mapping[str, str], name: str, default: str) -> str:
     return raw.rstrip("/")
 
 
-def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+def _positive_float(
+    env: Mapping[str, str], name: str, default: float, *, most: float = math.inf
+) -> float:
+    """A finite number > 0 (and ≤ `most`): inf or nan would overflow the time arithmetic."""
     raw = env.get(name)
     if raw is None or not raw.strip():
         return default
     try:
         value = float(raw)
     except ValueError as err:
-        raise ConfigError(f"{name}={raw!r} is not a number; e.g. {name}=0.001") from err
-    if not value > 0:
-        raise ConfigError(f"{name}={raw!r} must be greater than 0")
+        raise ConfigError(f"{name}={raw!r} is not a number; e.g. {name}={default:g}") from err
+    if not (math.isfinite(value) and 0 < value <= most):
+        limit = "" if most == math.inf else f" and at most {most:g}"
+        raise ConfigError(
+            f"{name}={raw!r} must be a number greater than 0{limit}; e.g. {name}={default:g}"
+        )
     return value
 
 

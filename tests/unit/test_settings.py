@@ -1,11 +1,13 @@
-"""Settings read from the environment: the base URLs every link in mail is built on."""
+"""Settings read from the environment: a bad value stops the process at start, naming it."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
 from nudge.errors import ConfigError
-from nudge.settings import Settings
+from nudge.settings import Settings, SmtpSettings
 
 
 @pytest.mark.parametrize("name", ["NUDGE_SHOP_URL", "NUDGE_PUBLIC_URL"])
@@ -52,3 +54,154 @@ def test_unset_base_urls_keep_their_defaults() -> None:
 
 def _field(name: str) -> str:
     return {"NUDGE_SHOP_URL": "shop_url", "NUDGE_PUBLIC_URL": "public_base_url"}[name]
+
+
+# Each stops the process at start with one line naming the variable (docs/configuration.md).
+REFUSED = [
+    ("NUDGE_DELAY_SCALE", "inf"),
+    ("NUDGE_DELAY_SCALE", "-inf"),
+    ("NUDGE_DELAY_SCALE", "nan"),
+    ("NUDGE_DELAY_SCALE", "1e300"),  # overflows the due-time arithmetic
+    ("NUDGE_SEND_RETRY_BASE", "inf"),
+    ("NUDGE_MAIL_FROM", "not an address"),
+    ("NUDGE_MAIL_FROM", "shop.example.com"),
+    ("NUDGE_MAIL_FROM", "Nudge Shop <shop@>"),
+    ("NUDGE_MAIL_FROM", "@example.com"),
+    ("NUDGE_MAIL_FROM", "shop@example.com, other@example.com"),  # the sender takes the first
+    ("NUDGE_MAIL_FROM", "Nudge Shop, Inc. <shop@example.com>"),  # unquoted comma: two
+    ("NUDGE_MAIL_FROM", "Shop <shop@example.com>\r\nBcc: everyone@example.com"),
+    ("NUDGE_MAIL_FROM", "shop@例え.jp"),  # the sender refuses a non-ASCII address
+    ("NUDGE_WEB_PORT", "99999"),
+    ("NUDGE_WEB_PORT", "0"),  # a random port nobody can find
+    ("NUDGE_WEB_PORT", "-1"),
+    ("NUDGE_PROCESSOR_PORT", "65536"),
+    ("NUDGE_PROCESSOR_PORT", "0"),
+    ("NUDGE_SENDER_PORT", "99999"),
+    ("NUDGE_SENDER_PORT", "http"),
+    ("NUDGE_LOG_LEVEL", "LOUD"),
+    ("NUDGE_LOG_LEVEL", "verbose"),
+    ("NUDGE_TOPIC_PARTITIONS", "0"),
+    ("NUDGE_REPLICATION_FACTOR", "0"),
+    ("SMTP_MAX_CONNECTIONS", "0"),
+    ("SMTP_MESSAGES_PER_CONNECTION", "0"),
+    ("NUDGE_SENDER_CONCURRENCY", "0"),
+    ("NUDGE_SEND_MAX_ATTEMPTS", "0"),
+    ("KAFKA_BOOTSTRAP_SERVERS", ""),  # a template left it empty: not "use localhost"
+    ("KAFKA_BOOTSTRAP_SERVERS", "  "),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), REFUSED)
+def test_a_bad_value_is_refused_at_start_naming_its_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name) as refused:
+        Settings.from_env({name: value})
+    assert "\n" not in str(refused.value)
+    assert "e.g." in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "field", "read"),
+    [
+        ("NUDGE_SENDER_PORT", "0", "sender_metrics_port", 0),  # 0: no HTTP endpoints
+        ("NUDGE_WEB_PORT", "65535", "web_port", 65535),
+        ("NUDGE_PROCESSOR_PORT", "1", "processor_web_port", 1),
+        ("NUDGE_STANDBY_REPLICAS", "0", "table_standby_replicas", 0),
+        ("NUDGE_DELAY_SCALE", "0.001", "delay_scale", 0.001),
+        ("NUDGE_DELAY_SCALE", "1000", "delay_scale", 1000.0),
+        ("NUDGE_LOG_LEVEL", "debug", "log_level", "DEBUG"),
+        ("NUDGE_LOG_LEVEL", " warning ", "log_level", "WARNING"),
+        ("NUDGE_LOG_LEVEL", "", "log_level", "INFO"),
+        ("NUDGE_MAIL_FROM", "shop@example.com", "mail_from", "shop@example.com"),
+        ("NUDGE_MAIL_FROM", "ナッジ <shop@example.jp>", "mail_from", "ナッジ <shop@example.jp>"),
+        (
+            "NUDGE_MAIL_FROM",
+            '"Nudge Shop, Inc." <shop@example.com>',
+            "mail_from",
+            '"Nudge Shop, Inc." <shop@example.com>',
+        ),
+        ("NUDGE_MAIL_FROM", " ", "mail_from", "Nudge Shop <shop@example.com>"),
+        ("KAFKA_BOOTSTRAP_SERVERS", " kafka:9092 ", "kafka_bootstrap_servers", "kafka:9092"),
+    ],
+)
+def test_a_good_value_is_read(name: str, value: str, field: str, read: object) -> None:
+    assert getattr(Settings.from_env({name: value}), field) == read
+
+
+def test_unset_variables_keep_their_defaults() -> None:
+    # Only the secret differs: random per process when NUDGE_TOKEN_SECRET is unset.
+    read = replace(Settings.from_env({}), token_secret=b"", token_secret_random=False)
+    assert read == Settings()
+
+
+PASSWORD = "S3cretPassw0rd"
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (f"smpt://mailer:{PASSWORD}@mail.example.com:587?starttls=1", "scheme"),
+        (f"smtp://mailer:{PASSWORD}@:587", "no host"),
+        (f"smtp://mailer:{PASSWORD}@mail.example.com:abc", "port"),
+        (f"smtp://mailer:{PASSWORD}@mail.example.com:99999", "port"),
+        (f"smtp://mailer:{PASSWORD}@mail.example.com:0", "port"),
+        (f"smtp://mailer:{PASSWORD}@mail.example.com:587?startls=1", "did you mean starttls"),
+        (f"smtp://mailer:{PASSWORD}@mail.example.com:465?tls=1", "'tls'"),
+        (f"smtp://mailer:{PASSWORD}@mail.example.com:587?starttls=maybe", "starttls='maybe'"),
+        (f"smtp://mailer:{PASSWORD}@mail.example.com:587?starttls", "starttls=''"),
+        (f"smtp://mailer:{PASSWORD}@mail.example.com:587?verify=no-thanks", "verify="),
+        (f"smtp://mailer:{PASSWORD}@mail.example.com:587?timeout=-5", "timeout='-5'"),
+        (f"smtp://mailer:{PASSWORD}@mail.example.com:587?timeout=0", "timeout='0'"),
+        (f"smtp://mailer:{PASSWORD}@mail.example.com:587?timeout=inf", "timeout='inf'"),
+        (f"smtp://mailer:{PASSWORD}@mail.example.com:587?timeout=soon", "timeout='soon'"),
+        # An unencoded / ? # in the password ends the host part: it must not show up as the
+        # host, the port or an option either.
+        ("smtp://mailer:S3cret/Passw0rd@mail.example.com:587", "percent-encode"),
+        ("smtp://mailer:S3cret?Passw0rd@mail.example.com:587", "percent-encode"),
+        ("smtp://mailer:S3cret#Passw0rd@mail.example.com:587", "percent-encode"),
+        (f"smtp://mailer:{PASSWORD}", "port"),  # the host forgotten: the password reads as a port
+        (f"mailer:{PASSWORD}@mail.example.com:587", "scheme"),
+        ("smtp://[::1", "not a URL"),
+    ],
+)
+def test_a_bad_smtp_url_is_refused_without_showing_its_password(url: str, says: str) -> None:
+    with pytest.raises(ConfigError, match="SMTP_URL") as refused:
+        Settings.from_env({"SMTP_URL": url})
+    message = str(refused.value)
+    assert says in message
+    for secret in (PASSWORD, "S3cret", "Passw0rd"):
+        assert secret not in message
+    assert "e.g. smtp" in message
+
+
+def test_an_unknown_smtp_option_is_named_with_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown option 'startls'.*starttls, timeout, verify"):
+        SmtpSettings.from_url("smtp://user:secret@mail.example.com:587?startls=1")
+
+
+def test_a_refused_smtp_url_shows_the_user_and_host_with_the_password_masked() -> None:
+    with pytest.raises(ConfigError, match=r"'smpt://mailer:\*\*\*@mail\.example\.com:587\?"):
+        SmtpSettings.from_url(f"smpt://mailer:{PASSWORD}@mail.example.com:587?starttls=1")
+
+
+@pytest.mark.parametrize(
+    ("url", "read"),
+    [
+        ("smtp://127.0.0.1:2525", SmtpSettings()),
+        (
+            "smtp://mailer:p%2Fss%40w@mail.example.com:587?starttls=1&timeout=2.5&verify=0",
+            SmtpSettings(
+                host="mail.example.com",
+                port=587,
+                username="mailer",
+                password="p/ss@w",
+                start_tls=True,
+                timeout=2.5,
+                verify_certificates=False,
+            ),
+        ),
+        ("smtps://mail.example.com", SmtpSettings(host="mail.example.com", port=465, use_tls=True)),
+        ("smtp://[::1]:25?starttls=true", SmtpSettings(host="::1", port=25, start_tls=True)),
+    ],
+)
+def test_a_good_smtp_url_is_read(url: str, read: SmtpSettings) -> None:
+    assert SmtpSettings.from_url(url) == read
