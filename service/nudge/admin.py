@@ -14,9 +14,10 @@ import contextlib
 from collections.abc import Iterable
 from typing import Final
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
 from nudge.settings import Settings
 from nudge.topics import Topics
@@ -67,6 +68,32 @@ async def ensure_topics(
                 await admin.create_topics(missing)
     finally:
         await admin.close()
+    if missing:
+        await wait_until_serving(settings, [topic.name for topic in missing])
+
+
+async def wait_until_serving(settings: Settings, names: list[str]) -> None:
+    """Wait (up to the consumer's request timeout) until every partition of the topics just
+    created answers an offset request.
+
+    A consumer that starts at once asks for offsets before the new partitions' leaders serve
+    them, and aiokafka logs `NotLeaderForPartitionError` at ERROR, then retries: harmless, but
+    the first thing a new user of a healthy stack would read is "error". (The metadata names the
+    leader before it serves, so waiting for the metadata is not enough.) `beginning_offsets`
+    retries that quietly; a cluster slow to elect still works after the wait, with the retries.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(name, partition)
+            for name in names
+            for partition in range(settings.topic_partitions)
+        ]
+        with contextlib.suppress(KafkaTimeoutError):
+            await consumer.beginning_offsets(partitions)
+    finally:
+        await consumer.stop()
 
 
 def topic_configs(name: str, *, compacted: bool = False) -> dict[str, str]:

@@ -27,7 +27,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from nudge import metrics
-from nudge.admin import ensure_topics, public_topics
+from nudge.admin import ensure_topics, public_topics, wait_until_serving
 from nudge.policy import CONTACT_POLICY_TOPIC
 from nudge.sender.deliver import Delivery, Outputs, Write
 from nudge.sender.ledger import LEDGER_TOPIC, LEDGER_TOPIC_CONFIG, KeyLedger
@@ -303,6 +303,7 @@ async def _ensure_ledger_topic(settings: Settings, name: str) -> None:
             await admin.create_topics([topic])
     finally:
         await admin.close()
+    await wait_until_serving(settings, [name])
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
