@@ -42,8 +42,33 @@ MAX_ID_LENGTH: Final = 200
 # in a name or an address, and CR/LF in particular could forge a mail header downstream.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Deliberately loose: one @, no spaces or controls, a dot in the domain. The MTA is the real judge.
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+# U+FEFF is spelled out because JavaScript's \s counts it as a space and Python's does not: the
+# schema's pattern (docs/publishing.md) means the same in both.
+_EMAIL = re.compile(r"^[^@\s\ufeff]{1,64}@[^@\s\ufeff]+\.[^@\s\ufeff]+$")
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+# RFC 3339 §5.6 `date-time`: `T` and `Z` in either case (its §5.6 NOTE; ABNF is case-insensitive),
+# seconds required, any number of fraction digits, offset hours 00–23 and minutes 00–59. No space
+# separator: the NOTE only lets an application choose one, and the schema's validators (and SPEC
+# §2's example) use `T`. The offset group is optional only to say "no offset" plainly. Checked
+# before `datetime.fromisoformat`, which also takes `+0900`, week dates and any separator; that
+# then checks the calendar (month 13, February 30). Leap seconds (`:60`) are refused: `datetime`
+# has none.
+_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+    r"([Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
+)
+# The journeys schedule days to a year ahead of an event and convert it to UTC: a year near 1 or
+# 9999 overflowed `datetime` there and stopped `nudge simulate`. No real event is that far off.
+EVENT_YEARS: Final = range(1000, 3000)
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# The shape of a tz database name (Asia/Tokyo, UTC, Etc/GMT+9, America/Argentina/Buenos_Aires),
+# checked before the database is asked: the schema can check the shape, not the database.
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*")
+# JSON Schema's `integer` counts 1.0 as 1, so Nudge does too, within orjson's integers: -2**63
+# to 2**64 - 1, the schema's minimum and maximum for `quantity`. The bounds are floats because
+# the value is one: compiled, an int bound is rounded to a float first (2**64 - 1 to 2.0**64).
+_LOWEST_INTEGER: Final = -(2.0**63)
+_PAST_HIGHEST_INTEGER: Final = 2.0**64
 
 
 def decode_event(raw: bytes | str | None) -> Event:
@@ -58,7 +83,7 @@ def decode_event(raw: bytes | str | None) -> Event:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as err:
-        raise InvalidEvent(f"not JSON: {err}", reason="malformed_json") from err
+        raise InvalidEvent(_not_json(raw, err), reason="malformed_json") from err
     if not isinstance(data, dict):
         raise InvalidEvent(
             f"an event is a JSON object, got {type(data).__name__}", reason="not_an_object"
@@ -78,6 +103,14 @@ def decode_event(raw: bytes | str | None) -> Event:
             raise InvalidEvent(
                 f"a {event_type} event needs properties.{name}", reason="missing_property"
             )
+        if (
+            types == (int,)
+            and type(value) is float
+            and value.is_integer()
+            and _LOWEST_INTEGER <= value < _PAST_HIGHEST_INTEGER
+        ):
+            properties[name] = int(value)
+            continue
         if isinstance(value, bool) or not isinstance(value, types):
             expected = " or ".join(t.__name__ for t in types)
             raise InvalidEvent(
@@ -253,7 +286,7 @@ def _object(
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as err:
-        raise error(f"not JSON: {err}", reason="malformed_json") from err
+        raise error(_not_json(raw, err), reason="malformed_json") from err
     if not isinstance(data, dict):
         raise error("expected a JSON object", reason="not_an_object")
     return data
@@ -333,14 +366,43 @@ def _too_long(field: str, value: str, limit: int) -> InvalidEvent:
 
 
 def _timestamp(data: Mapping[str, Any], name: str) -> datetime:
+    """An event's RFC 3339 time with an offset (SPEC §2), exactly as the schema's pattern has it."""
     if name not in data or data[name] is None:
         raise InvalidEvent(f"required field '{name}' is missing", reason="missing_field")
-    return _parse_time(data[name], name, InvalidEvent)
+    value = data[name]
+    if not isinstance(value, str):
+        raise InvalidEvent(f"'{name}' must be an RFC 3339 string", reason="bad_timestamp")
+    shape = _DATE_TIME.fullmatch(value)
+    if shape is None:
+        raise InvalidEvent(
+            f"'{name}'={value!r} is not RFC 3339: use YYYY-MM-DDThh:mm:ss, an optional .fraction,"
+            " then Z or ±hh:mm, e.g. 2026-11-22T10:15:00+09:00",
+            reason="bad_timestamp",
+        )
+    if shape.group(1) is None:
+        raise InvalidEvent(
+            f"'{name}'={value!r} has no UTC offset; add one, e.g. +09:00 or Z",
+            reason="bad_timestamp",
+        )
+    try:
+        parsed = datetime.fromisoformat(value.upper())  # 3.11 reads no lower-case z
+    except ValueError as err:
+        raise InvalidEvent(
+            f"'{name}'={value!r} is not a date: {err}", reason="bad_timestamp"
+        ) from err
+    if parsed.year not in EVENT_YEARS:
+        raise InvalidEvent(
+            f"'{name}'={value!r}: Nudge takes the years {EVENT_YEARS.start}–{EVENT_YEARS.stop - 1}",
+            reason="bad_timestamp",
+        )
+    return parsed
 
 
 def _parse_time(
     value: Any, name: str, error: type[InvalidEvent] | type[InvalidCommand]
 ) -> datetime:
+    """A time in Nudge's own records (commands, delivery records): Nudge wrote it with
+    `isoformat`, so `fromisoformat` is the exact reader; apps' events take `_timestamp`."""
     if not isinstance(value, str):
         raise error(f"'{name}' must be an RFC 3339 string", reason="bad_timestamp")
     try:
@@ -356,6 +418,16 @@ def _parse_time(
             reason="bad_timestamp",
         )
     return parsed
+
+
+def _not_json(raw: bytes | str, err: orjson.JSONDecodeError) -> str:
+    """Where the text stops being JSON, plainly. orjson's "invalid literal, expected 'true'" is
+    a guess from the first letter (any line starting with t) and reads as if `true` were meant."""
+    if not raw.strip():
+        return "not JSON: the value is empty"
+    detail = "unexpected text" if err.msg.startswith("invalid literal") else err.msg
+    where = f"column {err.colno}" if err.lineno == 1 else f"line {err.lineno}, column {err.colno}"
+    return f"not JSON: {detail} at {where}"
 
 
 def _profile(user: Mapping[str, Any]) -> Profile:
@@ -384,15 +456,7 @@ def _profile(user: Mapping[str, Any]) -> Profile:
     if timezone is not None:
         _check_timezone(timezone)
     birthday_text = text("birthday")
-    birthday = None
-    if birthday_text is not None:
-        try:
-            birthday = date.fromisoformat(birthday_text)
-        except ValueError as err:
-            raise InvalidEvent(
-                f"user.birthday={birthday_text!r} is not a date like 1990-05-01",
-                reason="invalid_field",
-            ) from err
+    birthday = _birthday(birthday_text) if birthday_text is not None else None
     consent = user.get("marketing_consent")
     if consent is not None and not isinstance(consent, bool):
         raise InvalidEvent("user.marketing_consent must be true or false", reason="wrong_type")
@@ -406,13 +470,30 @@ def _profile(user: Mapping[str, Any]) -> Profile:
     )
 
 
+def _birthday(text: str) -> date:
+    # The pattern first: `date.fromisoformat` alone also takes 19900501 and 1990-W18-2.
+    try:
+        if _DATE.fullmatch(text):
+            return date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise InvalidEvent(
+        f"user.birthday={text!r} is not a date like 1990-05-01", reason="invalid_field"
+    )
+
+
 def _check_timezone(name: str) -> None:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as err:
-        raise InvalidEvent(
-            f"user.timezone={name!r} is not an IANA time zone like Asia/Tokyo",
-            reason="invalid_field",
-        ) from err
+    if _ZONE_NAME.fullmatch(name):
+        try:
+            ZoneInfo(name)
+            return
+        # OSError: a folder of the database (`Asia`) is no zone; reading it raises
+        # IsADirectoryError.
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+    raise InvalidEvent(
+        f"user.timezone={name!r} is not an IANA time zone like Asia/Tokyo",
+        reason="invalid_field",
+    )

@@ -150,6 +150,105 @@ def test_ids_and_links_up_to_their_bounds_are_valid() -> None:
     assert reset.properties["reset_url"] == link
 
 
+@pytest.mark.parametrize(
+    ("occurred_at", "expected"),
+    [
+        ("2026-11-22T10:15:00+09:00", datetime(2026, 11, 22, 10, 15, tzinfo=JST)),
+        ("2026-11-22t01:15:00z", datetime(2026, 11, 22, 1, 15, tzinfo=UTC)),
+        ("2026-11-22T01:15:00.25Z", datetime(2026, 11, 22, 1, 15, 0, 250000, tzinfo=UTC)),
+        ("2026-11-22T01:15:00.1234567890Z", datetime(2026, 11, 22, 1, 15, 0, 123456, tzinfo=UTC)),
+        ("2026-11-22T01:15:00-00:00", datetime(2026, 11, 22, 1, 15, tzinfo=UTC)),
+    ],
+)
+def test_occurred_at_is_any_rfc_3339_date_time(occurred_at: str, expected: datetime) -> None:
+    """SPEC §2: RFC 3339 with an offset, `T`/`Z` in either case (§5.6 NOTE), any fraction."""
+    assert decode_event(event(occurred_at=occurred_at)).occurred_at == expected
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "names"),
+    [
+        ("2026-11-22 10:15:00+09:00", "YYYY-MM-DDThh:mm:ss"),
+        ("2026-11-22T10:15:00+0900", "±hh:mm"),
+        ("2026-W47-7T10:15:00+09:00", "not RFC 3339"),
+        ("20261122T101500+0900", "not RFC 3339"),
+        ("2026-11-22T10:15+09:00", "not RFC 3339"),
+        ("2026-11-22T10:15:00,5+09:00", "not RFC 3339"),
+        ("2016-12-31T23:59:60Z", "not RFC 3339"),
+        ("2026-11-22T25:15:00+09:00", "not RFC 3339"),
+        ("2026-11-22T10:15:00+09:60", "not RFC 3339"),
+        ("2026-13-45T10:15:00+09:00", "month must be in 1..12"),
+        ("2026-02-29T10:15:00+09:00", "day is out of range"),
+        ("0001-01-01T00:00:00+01:00", "years 1000–2999"),
+        ("9999-12-31T23:59:59Z", "years 1000–2999"),
+    ],
+)
+def test_occurred_at_outside_rfc_3339_is_a_bad_timestamp(occurred_at: str, names: str) -> None:
+    """What `datetime.fromisoformat` also reads (a space, +0900, week dates, no seconds) is not
+    RFC 3339; years far from now would overflow the journeys' arithmetic."""
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(event(occurred_at=occurred_at))
+    assert caught.value.reason == "bad_timestamp"
+    assert names in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"this line is not JSON", "not JSON: unexpected text at column 1"),
+        (b'{"event_id": "e-1", "type": tru}', "not JSON: unexpected text at column 29"),
+        (b'{"event_id": "e-1"', "not JSON: unexpected end of data at column 19"),
+        (
+            b'{\n  "event_id" "e-1"}',
+            "not JSON: unexpected character, expected ':' after key at line 2, column 14",
+        ),
+        (b"", "not JSON: the value is empty"),
+    ],
+)
+def test_a_line_that_is_not_json_says_so_and_where(raw: bytes, message: str) -> None:
+    """Not orjson's guess from the first letter ("invalid literal, expected 'true'")."""
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(raw)
+    assert (caught.value.reason, str(caught.value)) == ("malformed_json", message)
+    with pytest.raises(InvalidCommand) as command:
+        decode_command(raw)  # the sender's reader says the same
+    assert str(command.value) == message
+
+
+def test_null_profile_fields_are_not_given() -> None:
+    """`"name": null` is the field left out: the profile keeps None, "not in this event"."""
+    user = {"email": "hana@example.jp", "name": None, "birthday": None, "timezone": None}
+    decoded = decode_event(event(user=user))
+    assert decoded.user is not None
+    assert (decoded.user.name, decoded.user.birthday, decoded.user.timezone) == (None, None, None)
+    assert decode_event(event(user=None)).user is None
+
+
+def test_an_integral_quantity_written_as_a_float_is_an_integer() -> None:
+    """JSON Schema's `integer` takes 2.0, so Nudge does, as the integer 2."""
+    properties = {"product_id": "p-9", "name": "Tea set", "price": 4800, "quantity": 2.0}
+    quantity = decode_event(event(properties=properties)).properties["quantity"]
+    assert (quantity, type(quantity)) == (2, int)
+
+
+@pytest.mark.parametrize(
+    ("user", "reason"),
+    [
+        ({"timezone": "Asia"}, "invalid_field"),  # a folder of the database: IsADirectoryError
+        ({"timezone": "Asia/"}, "invalid_field"),
+        ({"timezone": "zone.tab"}, "invalid_field"),
+        ({"birthday": "19900501"}, "invalid_field"),
+        ({"birthday": "1990-W18-2"}, "invalid_field"),
+        ({"email": "hana\ufeff@example.jp"}, "invalid_field"),
+    ],
+)
+def test_profile_fields_have_the_schema_shape(user: dict[str, str], reason: str) -> None:
+    """What the database or `date.fromisoformat` would also take, but the schema does not."""
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(event(user=user))
+    assert caught.value.reason == reason
+
+
 def test_a_send_command_round_trips() -> None:
     """Commands are written by the processor and read back by the sender unchanged."""
     command = SendCommand(
