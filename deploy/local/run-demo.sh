@@ -87,7 +87,7 @@ wait_http web "http://127.0.0.1:${NUDGE_WEB_PORT:-8080}/readyz" "$web"
 say "all services ready"
 
 "$bin/python" deploy/local/demo_events.py >"$demo/events.jsonl"
-"$bin/nudge" produce "$demo/events.jsonl"
+"$bin/nudge" produce --send-invalid "$demo/events.jsonl"  # the two broken events too
 cat <<MSG
 
   What to expect, within seconds: order confirmations for Hana (ja, two orders) and Emma (en), a

@@ -40,7 +40,8 @@ def check() -> None:
         raise ImportError(
             f"{names} changed after it was compiled, and Python would run the old compiled "
             "module: run `make install` to compile it again (NUDGE_COMPILE=0 make install, or "
-            "deleting the .so files next to it, runs the source instead)"
+            "deleting the .so files next to it, runs the source instead)",
+            name=__name__,  # how `nudge` tells this from any other ImportError (one line for it)
         )
 
 

@@ -32,6 +32,7 @@ from nudge.journeys.fieldreader import (
 )
 from nudge.journeys.rulesreader import RulesReader
 from nudge.journeys.yamlsource import (
+    UNREADABLE,
     JourneysFileError,
     LineDict,
     Problem,
@@ -61,20 +62,28 @@ _STEP = {"name", "template", "kind", "wait", "params", "description"}
 _WAIT = {"delay", "after", "at", "date", "from", "days"}
 
 
-def load_journeys(path: str | Path) -> JourneysConfig:
-    """Read and check a journeys file; `JourneysFileError` (a ConfigError) lists what is wrong."""
+def load_journeys(path: str | Path, *, named_by: str = "NUDGE_JOURNEYS") -> JourneysConfig:
+    """Read and check a journeys file; `JourneysFileError` (a ConfigError) lists what is wrong.
+
+    `named_by` is where the path came from (`NUDGE_JOURNEYS`, or a command-line argument such as
+    `--journeys`), for the hint when the file cannot be read.
+    """
     file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
+        if named_by == "NUDGE_JOURNEYS":
+            hint = "set NUDGE_JOURNEYS to an existing file, or omit it for the shipped one"
+        else:
+            hint = f"check {named_by}; without it, NUDGE_JOURNEYS (or the shipped file) is used"
         raise JourneysFileError(
             [
                 Problem(
                     file=file,
                     line=0,
-                    field="(file)",
+                    field=UNREADABLE,
                     message=f"cannot read: {err.strerror}",
-                    hint="set NUDGE_JOURNEYS to an existing file, or omit it for the shipped one",
+                    hint=hint,
                 )
             ]
         ) from err

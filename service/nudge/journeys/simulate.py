@@ -21,6 +21,7 @@ from typing import IO
 import orjson
 
 from nudge.codec import decode_event, encode_command
+from nudge.commandline import USAGE, error, reason
 from nudge.errors import ConfigError, InvalidEvent
 from nudge.journeys.durations import parse_duration_ms
 from nudge.journeys.engine import Engine, Result
@@ -38,7 +39,9 @@ MAX_REPORTED_ON_STDERR = 20
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=Path, required=True, help="JSONL event log")
-    parser.add_argument("--journeys", type=Path, help="journeys file (default: NUDGE_JOURNEYS)")
+    parser.add_argument(
+        "--journeys", type=Path, help="journeys file (default: NUDGE_JOURNEYS or the shipped one)"
+    )
     parser.add_argument(
         "--until",
         help="keep the clock running until this time: RFC 3339 (2027-01-31T00:00:00+09:00) or "
@@ -51,32 +54,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        config = load_journeys(args.journeys or settings.journeys_path)
+        _until(args.until, None)  # refused before reading a long log, not after
+    except ValueError as err:
+        error("simulate", str(err))
+        return USAGE
+    named_by = "--journeys" if args.journeys is not None else "NUDGE_JOURNEYS"
+    try:
+        config = load_journeys(args.journeys or settings.journeys_path, named_by=named_by)
     except ConfigError as err:
-        print(f"nudge simulate: {err}", file=sys.stderr)
-        return 2
+        error("simulate", str(err))
+        return USAGE
     engine = Engine(config, delay_scale=settings.delay_scale)
     try:
         with _open(args.out, sys.stdout.buffer) as out, _open(args.decisions, None) as decisions:
             report = simulate(engine, args.events, until=args.until, out=out, decisions=decisions)
-    except (OSError, ValueError) as err:
-        print(f"nudge simulate: {err}", file=sys.stderr)
-        return 2
-    summary = report.as_dict()
-    if args.report is not None:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_bytes(orjson.dumps(summary, option=_JSON) + b"\n")
+        summary = report.as_dict()
+        if args.report is not None:
+            args.report.parent.mkdir(parents=True, exist_ok=True)
+            args.report.write_bytes(orjson.dumps(summary, option=_JSON) + b"\n")
+    except BrokenPipeError:
+        raise  # stdout's reader stopped reading (`| head`): `nudge` ends quietly
+    except OSError as err:
+        error("simulate", f"cannot {_use_of(args, err.filename)}: {reason(err, err.filename)}")
+        return USAGE
+    except ValueError as err:
+        error("simulate", str(err))
+        return USAGE
     for item in report.invalid[:MAX_REPORTED_ON_STDERR]:
         print(f"{args.events}:{item['line']}: {item['reason']}: {item['message']}", file=sys.stderr)
     if report.invalid_count > MAX_REPORTED_ON_STDERR:
         more = report.invalid_count - MAX_REPORTED_ON_STDERR
         print(f"... and {more} more invalid lines (see --report)", file=sys.stderr)
+    if _ends_early(report):
+        print(
+            f"nudge simulate: warning: --until {args.until} is before the last event "
+            f"({report.last_event}): it does not cut the log, every event is still applied",
+            file=sys.stderr,
+        )
+    valid = summary["events"]["valid"]
     print(
-        f"nudge simulate: {summary['events']['valid']} events ({report.invalid_count} invalid), "
-        f"{summary['users']} users, {summary['commands']['total']} commands",
+        f"nudge simulate: {valid} event{'' if valid == 1 else 's'} "
+        f"({report.invalid_count} invalid), {summary['users']} users, "
+        f"{summary['commands']['total']} commands",
         file=sys.stderr,
     )
     return 0
+
+
+def _use_of(args: argparse.Namespace, filename: object) -> str:
+    """`read --events log.jsonl` for an error about log.jsonl (or about a folder on its way)."""
+    for option in ("events", "out", "decisions", "report"):
+        path = getattr(args, option)
+        if path is not None and filename is not None and path.is_relative_to(str(filename)):
+            verb = "read" if option == "events" else "write"
+            return f"{verb} --{option} {path}"
+    return f"use {filename}" if filename is not None else "write to stdout"
+
+
+def _ends_early(report: Report) -> bool:
+    """`--until` before the last event: the log is applied whole, so it meant nothing."""
+    if report.until is None or report.last_event is None:
+        return False
+    return datetime.fromisoformat(report.until) < datetime.fromisoformat(report.last_event)
 
 
 _JSON = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
@@ -186,10 +225,18 @@ def _until(text: str | None, last: datetime | None) -> int | None:
     if text is None:
         return None if last is None else to_ms(last)
     if text.startswith("+"):
-        if last is None:
-            return None
-        return to_ms(last) + parse_duration_ms(text[1:])
-    moment = datetime.fromisoformat(text)
+        try:
+            after = parse_duration_ms(text[1:])
+        except ValueError as err:
+            raise ValueError(f"--until {text!r}: {err}; e.g. +30d") from None
+        return None if last is None else to_ms(last) + after
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"--until {text!r} is neither a time (2027-01-31T00:00:00+09:00) nor a duration "
+            "after the last event (+30d)"
+        ) from None
     if moment.tzinfo is None:
         raise ValueError(f"--until {text!r} has no UTC offset; e.g. 2027-01-31T00:00:00+09:00")
     return to_ms(moment)

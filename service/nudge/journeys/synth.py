@@ -9,17 +9,19 @@ own random stream seeded from (seed, user), so the log does not depend on the or
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 import orjson
 
+from nudge.commandline import USAGE, error, number, reason
 from nudge.settings import Settings
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -62,27 +64,35 @@ class Plan:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--users", type=int, default=1000, help="number of users (default 1000)")
-    parser.add_argument("--days", type=int, default=60, help="length of the log in days")
+    parser.add_argument(
+        "--users", type=number(int, at_least=1), default=1000, help="number of users"
+    )
+    parser.add_argument(
+        "--days", type=number(int, at_least=1), default=60, help="length of the log in days"
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed: same seed, same log")
     parser.add_argument(
-        "--events-per-user", type=float, default=12.0, help="mean events per user (default 12)"
+        "--events-per-user",
+        type=number(float, above=0.0),
+        default=12.0,
+        help="mean events per user",
     )
     parser.add_argument(
-        "--start", default=START.date().isoformat(), help="first day, YYYY-MM-DD (UTC)"
+        "--start", type=_day, default=START.date().isoformat(), help="first day, YYYY-MM-DD (UTC)"
     )
-    parser.add_argument("--out", type=Path, default=None, help="output JSONL (default stdout)")
+    parser.add_argument("--out", type=Path, default=None, help="output JSONL (default: stdout)")
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day YYYY-MM-DD ({err})") from None
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     del settings  # the log does not depend on the deployment
-    if args.users < 1 or args.days < 1 or args.events_per_user <= 0:
-        print(
-            "generate-events: --users, --days and --events-per-user must be positive",
-            file=sys.stderr,
-        )
-        return 2
-    start = datetime.combine(date.fromisoformat(args.start), datetime.min.time(), tzinfo=UTC)
+    start = datetime.combine(args.start, datetime.min.time(), tzinfo=UTC)
     plan = Plan(
         users=args.users,
         days=args.days,
@@ -90,18 +100,30 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         events_per_user=args.events_per_user,
         start=start,
     )
-    lines = generate(plan)
-    if args.out is None:
-        count = _write(sys.stdout.buffer, lines)
-    else:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("wb") as out:
-            count = _write(out, lines)
+    try:
+        # Opened before generating: a bad --out is refused at once, not after the work.
+        with _output(args.out) as stream:
+            count = _write(stream, generate(plan))
+    except BrokenPipeError:
+        raise  # stdout's reader stopped reading (`| head`): `nudge` ends quietly
+    except OSError as err:
+        where = f"--out {args.out}" if args.out is not None else "to stdout"
+        error("generate-events", f"cannot write {where}: {reason(err, args.out)}")
+        return USAGE
     where = args.out or "stdout"
     print(
-        f"generate-events: wrote {count} events for {args.users} users to {where}", file=sys.stderr
+        f"nudge generate-events: wrote {count} events for {args.users} users to {where}",
+        file=sys.stderr,
     )
     return 0
+
+
+def _output(path: Path | None) -> contextlib.AbstractContextManager[BinaryIO]:
+    """The file at `path` (its folder created), or stdout, which is left open."""
+    if path is None:
+        return contextlib.nullcontext(sys.stdout.buffer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("wb")
 
 
 def _write(out: Any, lines: list[bytes]) -> int:

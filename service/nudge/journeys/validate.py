@@ -1,4 +1,5 @@
-"""`nudge validate [PATH]`: check a journeys file; exit 0, or 1 listing file:line: field: problem.
+"""`nudge validate [PATH]`: check a journeys file; exit 0, or 2 listing file:line: field: problem
+(2: bad input, as for every `nudge` command; `nudge.commandline`).
 
 Without PATH it checks the file the processor would load (`NUDGE_JOURNEYS`, default the shipped
 one). On success it prints one line per journey: its kind, trigger and steps with their waits.
@@ -10,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from nudge.commandline import USAGE
 from nudge.errors import ConfigError
 from nudge.journeys.config import Journey, Step
 from nudge.journeys.durations import format_duration
@@ -28,16 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace, settings: Settings) -> int:
     path = args.path or settings.journeys_path
     try:
-        config = load_journeys(path)
+        config = load_journeys(
+            path, named_by="the PATH argument" if args.path else "NUDGE_JOURNEYS"
+        )
     except JourneysFileError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)
         count = len(err.problems)
         print(f"{path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
-        return 1
+        return USAGE
     except ConfigError as err:
         print(f"{path}: {err}", file=sys.stderr)
-        return 1
+        return USAGE
     if not args.quiet:
         print(f"{path}: OK, {len(config.journeys)} journeys")
         for journey in config.journeys:

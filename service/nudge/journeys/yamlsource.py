@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -60,6 +60,10 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+# The `field` of a problem with the file as a whole: it cannot be read.
+UNREADABLE: Final = "(file)"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Problem:
     """One thing wrong with a journeys file, where it is, and how to fix it."""
@@ -71,7 +75,9 @@ class Problem:
     hint: str = ""
 
     def __str__(self) -> str:
-        text = f"{self.file}:{self.line}: {self.field}: {self.message}"
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        field = "" if self.field == UNREADABLE else f" {self.field}:"
+        text = f"{where}:{field} {self.message}"
         return f"{text}\n    hint: {self.hint}" if self.hint else text
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import sys
 
 import structlog
 from aiohttp import web
@@ -28,6 +27,7 @@ from aiokafka.errors import KafkaError
 
 from nudge import logs
 from nudge.admin import ensure_topics
+from nudge.commandline import FAILURE, USAGE, error, number, port
 from nudge.links.guard import Limits, parse_networks
 from nudge.links.keys import TokenKeys
 from nudge.links.routes import SERVER_OPTIONS, build_app
@@ -42,18 +42,20 @@ log = structlog.get_logger("nudge.links.web")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Limits()
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)"
     )
-    parser.add_argument("--port", type=int, help="port to listen on (default NUDGE_WEB_PORT, 8080)")
+    parser.add_argument(
+        "--port", type=port(), help="port to listen on (default: NUDGE_WEB_PORT, 8080)"
+    )
     parser.add_argument(
         "--per-client-rate",
-        type=float,
+        type=number(float, at_least=0.0),
         default=defaults.per_client_rate,
         help="requests per second per client address on link routes; 0 turns it off",
     )
     parser.add_argument(
         "--per-client-burst",
-        type=float,
+        type=number(float, at_least=1.0),
         default=defaults.per_client_burst,
         help="requests a client may make at once before the rate applies",
     )
@@ -67,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-in-flight",
-        type=int,
+        type=number(int, at_least=1),
         default=defaults.max_in_flight,
         help="link requests handled at once; beyond it requests get 503 at once",
     )
@@ -84,19 +86,19 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     try:
         parse_networks(limits.trusted_proxies)
     except ValueError as err:
-        print(f"nudge web: --trusted-proxy: {err}", file=sys.stderr)
-        return 2
-    port = args.port if args.port is not None else settings.web_port
+        error("web", f"--trusted-proxy: {err}")
+        return USAGE
+    listen_port = args.port if args.port is not None else settings.web_port
     try:
-        return asyncio.run(serve(settings, host=args.host, port=port, limits=limits))
-    except OSError as err:
-        log.error("cannot_listen", host=args.host, port=port, error=str(err))
-        print(
-            f"nudge web: cannot listen on {args.host}:{port}: {err}; "
-            "choose another port with --port or NUDGE_WEB_PORT",
-            file=sys.stderr,
+        return asyncio.run(serve(settings, host=args.host, port=listen_port, limits=limits))
+    except (OSError, OverflowError) as err:  # OverflowError: a port beyond 65535
+        log.error("cannot_listen", host=args.host, port=listen_port, error=str(err))
+        error(
+            "web",
+            f"cannot listen on {args.host}:{listen_port}: {err}",
+            hint="choose another port with --port or NUDGE_WEB_PORT",
         )
-        return 1
+        return FAILURE
 
 
 async def serve(

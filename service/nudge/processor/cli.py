@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 import structlog
+from aiokafka.errors import KafkaError
 
 from nudge import logs, metrics
+from nudge.commandline import FAILURE, KAFKA_HINT, USAGE, error, number
 from nudge.errors import ConfigError
 from nudge.processor.app import ProcessorOptions, create_processor
 from nudge.processor.kafka import prepare_topics
@@ -27,45 +28,32 @@ from nudge.settings import Settings
 log = structlog.get_logger("nudge.processor")
 
 
-def _number(kind: type[int] | type[float], *, allow_zero: bool) -> Any:
-    """An argparse type: a number of `kind` above zero (or at least zero), else a clear error."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or not (value >= 0 if allow_zero else value > 0):
-            bound = "0 or more" if allow_zero else "more than 0"
-            raise argparse.ArgumentTypeError(f"must be a finite number {bound} (got {text})")
-        return value
-
-    return parse
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = ProcessorOptions()
     parser.add_argument(
         "--tick-interval",
-        type=_number(float, allow_zero=False),
+        type=number(float, above=0.0),
         default=defaults.tick_interval,
         help="seconds between checks for due timers (default %(default)s)",
     )
     parser.add_argument(
         "--session-timeout",
-        type=_number(float, allow_zero=False),
+        type=number(float, above=0.0),
         default=defaults.session_timeout,
         help="seconds after which a silent worker's partitions move to the others "
         "(default %(default)s; the broker's minimum is usually 6)",
     )
     parser.add_argument(
-        "--web-host",
+        "--host",
+        "--web-host",  # its first name, which deployments use
+        dest="web_host",
+        metavar="HOST",
         default=defaults.web_host,
         help="address of /livez, /readyz, /metrics (default %(default)s; 0.0.0.0 in containers)",
     )
     parser.add_argument(
         "--batch-size",
-        type=_number(int, allow_zero=False),
+        type=number(int, above=0),
         default=defaults.batch_size,
         help="records handled per acknowledgement round trip (default %(default)s)",
     )
@@ -77,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--recovery-stall-limit",
-        type=_number(float, allow_zero=True),
+        type=number(float, at_least=0.0),
         default=defaults.recovery_stall_limit,
         help="seconds a table recovery may read nothing while records remain before /livez "
         "answers 503, for a restart (default %(default)s; 0: never)",
@@ -132,7 +120,21 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(prepare_topics(settings))
     except ConfigError as err:
         log.error("cannot start", error=str(err))
-        return 2
+        error("processor", f"cannot start: {err}")
+        return USAGE
+    except KafkaError as err:
+        log.error(
+            "processor.kafka_unreachable",
+            bootstrap=settings.kafka_bootstrap_servers,
+            error=repr(err),
+            hint=KAFKA_HINT,
+        )
+        error(
+            "processor",
+            f"cannot reach Kafka at {settings.kafka_bootstrap_servers}",
+            hint=KAFKA_HINT,
+        )
+        return FAILURE
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     processor = create_processor(settings, engine=engine, codec=codec, options=options)

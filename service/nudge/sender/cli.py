@@ -15,6 +15,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from nudge import logs, metrics
+from nudge.commandline import FAILURE, KAFKA_HINT, error, port
 from nudge.sender.compose import sender_identity
 from nudge.sender.pool import SmtpPool
 from nudge.sender.service import SenderService
@@ -27,20 +28,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address for the HTTP endpoints (default 127.0.0.1; 0.0.0.0 in a container)",
+        help="address for the HTTP endpoints (0.0.0.0 in a container)",
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=port(zero="none"),
         default=None,
-        help="HTTP port for /metrics, /livez, /readyz (default NUDGE_SENDER_PORT or 9465; 0: none)",
+        help="HTTP port for /metrics, /livez, /readyz (default: NUDGE_SENDER_PORT or 9465)",
     )
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     logs.configure(fmt=settings.log_format, level=settings.log_level, service="sender")
-    port = settings.sender_metrics_port if args.port is None else args.port
-    return asyncio.run(run(settings, http_port=port, http_host=args.host))
+    http_port = settings.sender_metrics_port if args.port is None else args.port
+    return asyncio.run(run(settings, http_port=http_port, http_host=args.host))
 
 
 def make_pool(settings: Settings) -> SmtpPool:
@@ -62,7 +63,16 @@ async def run(settings: Settings, *, http_port: int, http_host: str = "127.0.0.1
         loop.add_signal_handler(sig, stop.set)
     service = SenderService(settings, mailer=make_pool(settings))
     metrics.report_readiness("sender", lambda: service.ready)
-    runner = await _start_http(service, http_host, http_port) if http_port else None
+    try:
+        runner = await _start_http(service, http_host, http_port) if http_port else None
+    except (OSError, OverflowError) as err:  # OverflowError: a port beyond 65535
+        log.error("sender.cannot_listen", host=http_host, port=http_port, error=str(err))
+        error(
+            "sender",
+            f"cannot listen on {http_host}:{http_port}: {err}",
+            hint="choose another port with --port or NUDGE_SENDER_PORT",
+        )
+        return FAILURE
     log.info(
         "sender.starting",
         smtp=f"{settings.smtp.host}:{settings.smtp.port}",
@@ -89,9 +99,14 @@ async def run(settings: Settings, *, http_port: int, http_host: str = "127.0.0.1
             "sender.kafka_unreachable",
             bootstrap=settings.kafka_bootstrap_servers,
             error=repr(err),
-            hint="start a broker (make kafka) or set KAFKA_BOOTSTRAP_SERVERS",
+            hint=KAFKA_HINT,
         )
-        return 1
+        error(
+            "sender",
+            f"stopped: Kafka at {settings.kafka_bootstrap_servers}: {err}",
+            hint=KAFKA_HINT,
+        )
+        return FAILURE
     finally:
         if runner is not None:
             await runner.cleanup()

@@ -134,6 +134,7 @@ def preview_message(
     kind: str,
     to: str,
     variables: Mapping[str, Any],
+    variables_from: str = "the variables",
     now: datetime | None = None,
 ) -> tuple[RenderedMail, bytes]:
     """What `nudge render` shows a marketer: the rendered parts and the full message.
@@ -154,5 +155,7 @@ def preview_message(
         created_at=moment,
         variables=dict(variables),
     )
-    composed = compose(command, settings=settings, renderer=Renderer(), now=moment)
+    composed = compose(
+        command, settings=settings, renderer=Renderer(variables_from=variables_from), now=moment
+    )
     return composed.rendered, composed.raw

@@ -9,8 +9,8 @@ An unknown locale falls back to `ja`, the SPEC §8 default.
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
-import sys
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
@@ -24,7 +24,8 @@ import structlog
 
 from nudge.catalog import LOCALES, PARTS, TEMPLATE_ROOT
 from nudge.codec import is_clean_text
-from nudge.errors import TemplateError
+from nudge.commandline import USAGE, error, reason
+from nudge.errors import InvalidCommand, TemplateError
 from nudge.sender.flatten import flatten
 from nudge.settings import Settings
 
@@ -92,9 +93,12 @@ class Renderer:
     render time): the reference the flattened templates are tested against.
     """
 
-    def __init__(self, root: Path = TEMPLATE_ROOT, *, flat: bool = True) -> None:
+    def __init__(
+        self, root: Path = TEMPLATE_ROOT, *, flat: bool = True, variables_from: str = "the command"
+    ) -> None:
         self.root = root
         self.flat = flat
+        self.variables_from = variables_from  # named when a variable is missing
         self.env = _Environment(
             loader=jinja2.FileSystemLoader(str(root)),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
@@ -147,8 +151,8 @@ class Renderer:
                 ) from err
             except jinja2.UndefinedError as err:
                 raise TemplateError(
-                    f"template {path}: variable {_variable(err)!r} is missing from the command "
-                    f"({err.message})",
+                    f"template {path}: variable {_variable(err)!r} is missing from "
+                    f"{self.variables_from} ({err.message})",
                     reason="missing_variable",
                 ) from err
             except (TypeError, ValueError, ArithmeticError) as err:
@@ -277,10 +281,18 @@ def _variable(err: jinja2.UndefinedError) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("template", help="template name, e.g. order_confirmation")
-    parser.add_argument("--locale", default=DEFAULT_LOCALE, help="ja (default) or en")
+    names = Renderer().template_names()
+    parser.add_argument("template", help=f"template name: {', '.join(names)} (in {TEMPLATE_ROOT})")
     parser.add_argument(
-        "--vars", type=Path, help="JSON file with the variables (default: the template's samples)"
+        "--locale",
+        type=_shipped_locale,
+        default=DEFAULT_LOCALE,
+        help=f"language of the mail: {' or '.join(LOCALES)} (ja-JP, en_US and the like too)",
+    )
+    parser.add_argument(
+        "--vars",
+        type=Path,
+        help="JSON file with the variables, an object (default: the template's samples)",
     )
     parser.add_argument(
         "--kind",
@@ -292,16 +304,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eml", type=Path, help="write the complete MIME message to this file")
 
 
-def main(args: argparse.Namespace, settings: Settings) -> int:
-    from nudge.sender.compose import preview_message
+def _shipped_locale(text: str) -> str:
+    """A locale with templates (as `resolve_locale` reads it): a preview never falls back."""
+    language = text.replace("_", "-").split("-", 1)[0].lower()
+    if language not in LOCALES:
+        raise argparse.ArgumentTypeError(
+            f"no templates for {text!r}; the shipped locales are {', '.join(LOCALES)}"
+        )
+    return language
 
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    from nudge.sender.compose import preview_message  # it imports this module
+
+    names = Renderer().template_names()
+    if args.template not in names:
+        close = difflib.get_close_matches(args.template, names, n=1)
+        error(
+            "render",
+            f"no template {args.template!r} in {TEMPLATE_ROOT}"
+            + (f" (did you mean {close[0]}?)" if close else ""),
+            hint=f"the templates are {', '.join(names)}",
+        )
+        return USAGE
     variables: dict[str, Any] = sample_variables().get(args.template, {})
+    source = f"the samples of {args.template} ({TEMPLATE_ROOT / 'samples.json'})"
     if args.vars is not None:
+        source = f"--vars {args.vars}"
         try:
-            variables = orjson.loads(args.vars.read_bytes())
-        except (OSError, orjson.JSONDecodeError) as err:
-            print(f"nudge render: cannot read --vars {args.vars}: {err}", file=sys.stderr)
-            return 2
+            loaded = orjson.loads(args.vars.read_bytes())
+        except OSError as err:
+            error("render", f"cannot read --vars {args.vars}: {reason(err, args.vars)}")
+            return USAGE
+        except orjson.JSONDecodeError as err:
+            # Not orjson's reason, which is a guess from the first letter ("expected 'true'").
+            where = f"line {err.lineno}, column {err.colno}"
+            error("render", f"--vars {args.vars} is not JSON ({where})")
+            return USAGE
+        if not isinstance(loaded, dict):
+            error(
+                "render",
+                f"--vars {args.vars} must hold a JSON object, got {_json_kind(loaded)}",
+                hint='e.g. {"name": "Hana", "order_id": "o-1"}',
+            )
+            return USAGE
+        variables = loaded
     try:
         mail, raw = preview_message(
             settings,
@@ -310,14 +357,36 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             kind=args.kind,
             to=args.to,
             variables=variables,
+            variables_from=source,
         )
     except TemplateError as err:
-        print(f"nudge render: {err}", file=sys.stderr)
-        return 1
+        hint = ""
+        if err.reason == "missing_variable":
+            hint = "add it there" + (", or leave --vars out for the samples" if args.vars else "")
+        error("render", str(err), hint=hint)
+        return USAGE
+    except InvalidCommand as err:  # a bad --to, or NUDGE_MAIL_FROM
+        error("render", str(err))
+        return USAGE
     if args.eml is not None:
-        args.eml.parent.mkdir(parents=True, exist_ok=True)
-        args.eml.write_bytes(raw)
+        try:
+            args.eml.parent.mkdir(parents=True, exist_ok=True)
+            args.eml.write_bytes(raw)
+        except OSError as err:
+            error("render", f"cannot write --eml {args.eml}: {reason(err, args.eml)}")
+            return USAGE
         print(f"wrote {args.eml} ({len(raw)} bytes, locale {mail.locale})")
         return 0
     print(f"Subject: {mail.subject}\n\n--- text ---\n{mail.text}\n--- html ---\n{mail.html}")
     return 0
+
+
+def _json_kind(value: object) -> str:
+    kinds = {
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "true/false",
+    }
+    return kinds.get(type(value), "null")

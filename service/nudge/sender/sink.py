@@ -19,7 +19,6 @@ import logging
 import os
 import random
 import signal
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult
 
+from nudge.commandline import FAILURE, USAGE, error, port, ratio, reason
 from nudge.settings import Settings
 
 
@@ -241,13 +241,17 @@ def summary(received: Received) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=2525, help="port on 127.0.0.1 (default 2525)")
+    parser.add_argument(
+        "--port", type=port(zero="any free port"), default=2525, help="port on 127.0.0.1"
+    )
     parser.add_argument(
         "--maildir", type=Path, default=Path(".cache/maildir"), help="where .eml files go"
     )
     parser.add_argument("--fsync", action="store_true", help="fsync every stored message")
     parser.add_argument("--quiet", action="store_true", help="no line per message")
-    parser.add_argument("--fail-ratio", type=float, default=0.0, help="share answered 451")
+    parser.add_argument(
+        "--fail-ratio", type=ratio, default=0.0, help="share of messages answered 451, 0 to 1"
+    )
     parser.add_argument(
         "--reject", action="append", default=[], metavar="ADDRESS", help="answer 550 5.1.1"
     )
@@ -256,6 +260,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace, settings: Settings) -> int:
     # aiosmtpd logs every SMTP command at INFO on "mail.log"; one summary line per mail is ours.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    try:
+        # Here, not in `start`: a maildir that cannot be made is not a port that cannot be bound.
+        args.maildir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        error("smtp-sink", f"cannot create --maildir {args.maildir}: {reason(err, args.maildir)}")
+        return USAGE
     faults = Faults(fail_ratio=args.fail_ratio, bad_addresses={a.lower() for a in args.reject})
     sink = SmtpSink(
         args.maildir,
@@ -280,6 +290,10 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     try:
         asyncio.run(serve())
     except OSError as err:
-        print(f"nudge smtp-sink: cannot listen on 127.0.0.1:{args.port}: {err}", file=sys.stderr)
-        return 1
+        error(
+            "smtp-sink",
+            f"cannot listen on 127.0.0.1:{args.port}: {err.strerror or err}",
+            hint="choose another --port",
+        )
+        return FAILURE
     return 0

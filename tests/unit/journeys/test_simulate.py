@@ -157,11 +157,11 @@ def test_an_unsorted_log_is_read_in_time_order(tmp_path: Path) -> None:
 def test_validate_accepts_the_shipped_file_and_rejects_a_bad_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Exit 0 for the shipped file; exit 1 with file:line: field for a typo."""
+    """Exit 0 for the shipped file; exit 2 (bad input) with file:line: field for a typo."""
     assert _run(validate, ["-q"]) == 0
     bad = tmp_path / "bad.yaml"
     bad.write_text(SETTINGS.journeys_path.read_text().replace("order.shipped}", "order.shiped}"))
-    assert _run(validate, [str(bad)]) == 1
+    assert _run(validate, [str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:" in err
     assert "did you mean 'order.shipped'?" in err

@@ -28,7 +28,7 @@ def test_the_defaults_and_good_values_parse() -> None:
         ("--tick-interval", "nan", "more than 0"),
         ("--session-timeout", "-3", "more than 0"),
         ("--batch-size", "0", "more than 0"),
-        ("--batch-size", "1.5", "not a number"),
+        ("--batch-size", "1.5", "not a whole number"),
         ("--recovery-stall-limit", "-1", "0 or more"),
         ("--recovery-stall-limit", "inf", "0 or more"),
     ],
