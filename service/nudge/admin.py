@@ -10,7 +10,9 @@ large as the broker allowed on its own topic.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Iterable
 from typing import Final
 
@@ -33,6 +35,7 @@ DEAD_LETTER_HEADROOM: Final = 64 * 1024
 # (`producer_max_request_size`): a dead letter of the largest record the broker accepts fits both.
 DEAD_LETTER_MAX_MESSAGE_BYTES: Final = BROKER_MAX_MESSAGE_BYTES + DEAD_LETTER_HEADROOM
 _DEAD_LETTER_SUFFIX: Final = Topics.dead_letter("")
+METADATA_WAIT: Final = 10.0  # seconds for new topics to appear in the metadata (`_known`)
 
 
 def public_topics(topics: Topics) -> list[str]:
@@ -82,6 +85,7 @@ async def wait_until_serving(settings: Settings, names: list[str]) -> None:
     leader before it serves, so waiting for the metadata is not enough.) `beginning_offsets`
     retries that quietly; a cluster slow to elect still works after the wait, with the retries.
     """
+    await _known(settings, names)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
     await consumer.start()
     try:
@@ -134,3 +138,25 @@ async def dead_letter_limits_below(settings: Settings, names: Iterable[str]) -> 
                 if key == "max.message.bytes" and value < DEAD_LETTER_MAX_MESSAGE_BYTES:
                     low[name] = value
     return low
+
+
+async def _known(settings: Settings, names: list[str]) -> None:
+    """Wait (up to `METADATA_WAIT` seconds) until the broker's metadata lists the topics with a
+    leader for every partition: a client asking about a topic a moment after its creation gets
+    "unknown topic", which aiokafka logs at ERROR. The admin client's raw metadata logs nothing."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + METADATA_WAIT
+        while time.monotonic() < deadline:
+            described = await admin.describe_topics(names)
+            if len(described) == len(names) and all(
+                topic["error_code"] == 0
+                and topic["partitions"]
+                and all(p["error_code"] == 0 and p["leader"] >= 0 for p in topic["partitions"])
+                for topic in described
+            ):
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        await admin.close()
