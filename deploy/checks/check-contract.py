@@ -55,6 +55,10 @@ NEEDS = {
         "NUDGE_MAIL_FROM",
         "NUDGE_PUBLIC_URL",
         "NUDGE_SHOP_URL",
+        # Shown in marketing mail: Japan's Act on Specified Electronic Mail requires them.
+        "NUDGE_SENDER_NAME",
+        "NUDGE_SENDER_ADDRESS",
+        "NUDGE_SENDER_CONTACT",
         "NUDGE_TOKEN_SECRET",
         "NUDGE_SENDER_PORT",
     },

@@ -10,6 +10,7 @@ import math
 import os
 import re
 import secrets
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from difflib import get_close_matches
@@ -36,6 +37,18 @@ _MAX_DELAY_SCALE = 1000.0
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _ADDRESS = re.compile(rf"{_ATOM}(\.{_ATOM})*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What would break a one-line footer entry: C0 and C1 controls (CR, LF, tab, NEL) and the Unicode
+# line and paragraph separators.
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# A complaints-and-enquiries contact holds at least one of these (searched in its NFKC form, so
+# full-width ０３－１２３４－５６７８ counts); text around it (opening hours) is allowed.
+_CONTACT_SHAPES = (
+    re.compile(r"[^\s@<>()]+@[^\s@<>()]+\.[^\s@<>().]+"),  # an e-mail address
+    re.compile(r"https?://[^\s/?#\\.]+\.[^\s/?#\\]+", re.I),  # an http(s) URL with a dotted host
+    # A telephone number: 8 or more digits (a Japanese one has 10 or 11, a postal code 7) with the
+    # usual separators between them, one at a time.
+    re.compile(r"\+?\d(?:[ ().\-\u2010-\u2015\u2212\u30fc]?\d){7,}"),
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,6 +163,12 @@ class Settings:
     )
     # Links and tokens (unsubscribe, tracking)
     shop_url: str = "https://shop.example.com"
+    # Japan's Act on Specified Electronic Mail (Article 4): marketing mail shows who sends it, their
+    # postal address and a contact for complaints; the layouts print these in its footer. An empty
+    # name means the shop name (the display name of `mail_from`, else its domain).
+    sender_name: str = ""
+    sender_address: str = ""
+    sender_contact: str = ""
     public_base_url: str = "http://127.0.0.1:8080"
     token_secret: bytes = field(default=b"", repr=False)
     token_secrets_previous: tuple[bytes, ...] = field(default=(), repr=False)
@@ -227,6 +246,11 @@ class Settings:
             iso2022jp_domains=_domains(env, "NUDGE_ISO2022JP_DOMAINS", defaults.iso2022jp_domains),
             domain_throttles=_throttles(env, "NUDGE_DOMAIN_THROTTLES", defaults.domain_throttles),
             shop_url=_web_url(env, "NUDGE_SHOP_URL", defaults.shop_url),
+            sender_name=_one_line(env, "NUDGE_SENDER_NAME", example="Nudge Shop K.K."),
+            sender_address=_one_line(
+                env, "NUDGE_SENDER_ADDRESS", example="1-2-3 Marunouchi, Chiyoda-ku, Tokyo 100-0005"
+            ),
+            sender_contact=_contact(env, "NUDGE_SENDER_CONTACT"),
             public_base_url=_web_url(env, "NUDGE_PUBLIC_URL", defaults.public_base_url),
             # Without a configured secret every process start would invalidate the links in mail
             # already sent, so a random one is only acceptable for demos; docs say so.
@@ -380,6 +404,39 @@ def _mail_from(env: Mapping[str, str], name: str, default: str) -> str:
             f"a name); e.g. {name}='Nudge Shop <shop@example.com>'"
         )
     return raw
+
+
+def _one_line(env: Mapping[str, str], name: str, *, example: str) -> str:
+    """Free text shown on one line of every marketing mail's footer; unset or blank is empty.
+
+    A line break would end the line early in the text part (and a control character shows as
+    garbage), so either is refused rather than cleaned.
+    """
+    raw = env.get(name, "")
+    value = raw.strip()
+    if _LINE_BREAKING.search(value):
+        raise ConfigError(
+            f"{name}={raw!r} holds a line break or control character; write it on one line, "
+            f"e.g. {name}={example!r}"
+        )
+    return value
+
+
+def _contact(env: Mapping[str, str], name: str) -> str:
+    """One line holding an e-mail address, a telephone number or an http(s) URL (or empty).
+
+    Checked loosely, only that one of them is there (`03-1234-5678（平日 10–18 時）` is fine): a
+    name or a postal address put here by mistake would leave the mail without the contact the
+    law asks for.
+    """
+    value = _one_line(env, name, example="support@shop.example.com")
+    normalised = unicodedata.normalize("NFKC", value)
+    if value and not any(shape.search(normalised) for shape in _CONTACT_SHAPES):
+        raise ConfigError(
+            f"{name}={env[name]!r} holds no e-mail address, telephone number or http(s) URL; "
+            f"e.g. {name}=support@shop.example.com"
+        )
+    return value
 
 
 def _log_level(env: Mapping[str, str], name: str, default: str) -> str:

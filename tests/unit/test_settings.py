@@ -205,3 +205,77 @@ def test_a_refused_smtp_url_shows_the_user_and_host_with_the_password_masked() -
 )
 def test_a_good_smtp_url_is_read(url: str, read: SmtpSettings) -> None:
     assert SmtpSettings.from_url(url) == read
+
+
+# The sender's identity in marketing mail (Japan's Act on Specified Electronic Mail, Article 4):
+# each value is one footer line, so a line break would end it early or forge a line of its own.
+@pytest.mark.parametrize(
+    "name", ["NUDGE_SENDER_NAME", "NUDGE_SENDER_ADDRESS", "NUDGE_SENDER_CONTACT"]
+)
+@pytest.mark.parametrize(
+    "breaking", ["\r\n", "\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\x85", "\u2028", "\u2029"]
+)
+def test_a_sender_identity_value_is_refused_with_a_line_break_or_control_character(
+    name: str, breaking: str
+) -> None:
+    value = f"03-1234-5678{breaking}配信停止：https://evil.example/"
+    with pytest.raises(ConfigError, match=name) as refused:
+        Settings.from_env({name: value})
+    assert "\n" not in str(refused.value)
+    assert "e.g." in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "contact",
+    [
+        "support@shop.example.jp",
+        "03-1234-5678",
+        "0120-123-456",
+        "+81 3 1234 5678",
+        "(03) 1234-5678",
+        "０３－１２３４－５６７８（平日 10:00〜18:00）",  # full width, with opening hours
+        "https://shop.example.jp/contact",
+        "お問い合わせフォーム https://shop.example.jp/contact?from=mail",
+        "support@shop.example.jp / 03-1234-5678",
+    ],
+)
+def test_a_contact_holding_a_mail_address_phone_number_or_web_url_is_read(contact: str) -> None:
+    assert Settings.from_env({"NUDGE_SENDER_CONTACT": f" {contact} "}).sender_contact == contact
+
+
+@pytest.mark.parametrize(
+    "contact",
+    [
+        "山田 太郎",  # a name
+        "〒100-0005 東京都千代田区丸の内1-2-3",  # a postal address (its postal code is 7 digits)
+        "yes",
+        "support@shop",  # no domain
+        "shop.example.jp/contact",  # no scheme
+        "ftp://shop.example.jp/contact",
+        "110",
+    ],
+)
+def test_a_contact_with_no_mail_address_phone_number_or_web_url_is_refused(contact: str) -> None:
+    with pytest.raises(ConfigError, match="NUDGE_SENDER_CONTACT") as refused:
+        Settings.from_env({"NUDGE_SENDER_CONTACT": contact})
+    assert "\n" not in str(refused.value)
+    assert "e.g." in str(refused.value)
+
+
+def test_the_sender_identity_is_read_trimmed_and_empty_when_unset_or_blank() -> None:
+    read = Settings.from_env(
+        {
+            "NUDGE_SENDER_NAME": " 株式会社ナッジ ",
+            "NUDGE_SENDER_ADDRESS": " 〒100-0005 東京都千代田区丸の内1-2-3 ナッジビル5F\n",
+            "NUDGE_SENDER_CONTACT": "support@shop.example.jp",
+        }
+    )
+    assert read.sender_name == "株式会社ナッジ"
+    assert read.sender_address == "〒100-0005 東京都千代田区丸の内1-2-3 ナッジビル5F"
+    assert read.sender_contact == "support@shop.example.jp"
+    blank = Settings.from_env(
+        {"NUDGE_SENDER_NAME": " ", "NUDGE_SENDER_ADDRESS": "", "NUDGE_SENDER_CONTACT": "  "}
+    )
+    assert (blank.sender_name, blank.sender_address, blank.sender_contact) == ("", "", "")
+    # Empty name: the sender shows the shop name (the display name of NUDGE_MAIL_FROM).
+    assert Settings.from_env({}).sender_name == ""

@@ -86,6 +86,7 @@ async def run(settings: Settings, *, http_port: int, http_host: str = "127.0.0.1
             "that `nudge web` cannot verify (every unsubscribe link answers 403); set the same "
             "secret for the sender and `nudge web`",
         )
+    warn_if_sender_identity_incomplete(settings)
     if not settings.public_base_url.startswith("https://"):
         log.warning(
             "sender.links_not_https",
@@ -110,6 +111,31 @@ async def run(settings: Settings, *, http_port: int, http_host: str = "127.0.0.1
     finally:
         if runner is not None:
             await runner.cleanup()
+
+
+def warn_if_sender_identity_incomplete(settings: Settings) -> None:
+    """Log `sender.sender_identity_incomplete` naming NUDGE_SENDER_ADDRESS / _CONTACT if unset.
+
+    A warning, not a refusal to start: a laptop demo has no postal address to give, and the
+    footer simply leaves out what is not set.
+    """
+    unset = [
+        name
+        for name, value in (
+            ("NUDGE_SENDER_ADDRESS", settings.sender_address),
+            ("NUDGE_SENDER_CONTACT", settings.sender_contact),
+        )
+        if not value
+    ]
+    if unset:
+        log.warning(
+            "sender.sender_identity_incomplete",
+            unset=unset,
+            hint=f"{' and '.join(unset)} not set: marketing mail to Japan must show the sender's "
+            "postal address and a contact for complaints and enquiries (Act on Specified "
+            "Electronic Mail, Article 4); set them for a shop that mails Japanese customers "
+            "(docs/sender.md)",
+        )
 
 
 async def _start_http(service: SenderService, host: str, port: int) -> web.AppRunner:

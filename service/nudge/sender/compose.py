@@ -1,8 +1,9 @@
 """From a send command to the bytes of its mail: the sender's pure core before SMTP.
 
 Adds what the templates expect beyond the command's variables (`shop_name`, `shop_url`,
-`unsubscribe_url` for marketing), renders, rewrites links for tracking when enabled, and builds
-the MIME message with the SPEC §5 headers. `now` is an argument, never read from a clock.
+`sender_name`, `sender_address`, `sender_contact`, `unsubscribe_url` for marketing), renders,
+rewrites links for tracking when enabled, and builds the MIME message with the SPEC §5 headers.
+`now` is an argument, never read from a clock.
 """
 
 from __future__ import annotations
@@ -55,12 +56,18 @@ def compose(
         locale=command.locale,
     )
     base_url = settings.public_base_url
+    shop_name = shop_name or domain
     variables: dict[str, Any] = {
         "name": None,
         **command.variables,
-        "shop_name": shop_name or domain,
+        "shop_name": shop_name,
         # The shop's own pages (cart, reviews, campaigns); links back to Nudge use base_url.
         "shop_url": settings.shop_url,
+        # Who sends, where they are, whom to complain to: Japan's Act on Specified Electronic
+        # Mail wants them in marketing mail, whose footer shows each one that is not empty.
+        "sender_name": settings.sender_name or shop_name,
+        "sender_address": settings.sender_address,
+        "sender_contact": settings.sender_contact,
         # `created_at` is the processor's "now" in the user's time zone (docs/dev/contracts.md),
         # so its offset is the reader's: `when` shows event timestamps (often UTC) in it.
         "timezone": command.created_at.tzinfo,

@@ -117,6 +117,7 @@ def test_plain_dict_globals_render_what_jinjas_chainmap_renders(
     samples = sample_variables()
     for name in ours.template_names():
         variables = {**samples[name], "shop_name": "S", "shop_url": "https://shop.example"}
+        variables.update(sender_name="N", sender_address="A", sender_contact="C")
         variables.setdefault("unsubscribe_url", "https://n.example/u?t=1")
         assert ours.render(name, locale, variables) == stock.render(name, locale, variables)
     template = stock.env.get_template(f"{locale}/order_confirmation.html")
@@ -209,6 +210,7 @@ def test_flattened_templates_render_what_jinja_renders(locale: str) -> None:
     for name in flat.template_names():
         for variant in reference_variants():
             variables = {**samples[name], "shop_name": "S<&>", "shop_url": "https://s.example"}
+            variables.update(sender_name="N<&>", sender_address="A<&>", sender_contact="C<&>")
             variables.update(variant)
             assert flat.render(name, locale, variables) == stock.render(name, locale, variables)
 

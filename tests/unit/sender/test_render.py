@@ -56,6 +56,7 @@ def test_every_template_renders_in_every_locale(name: str, locale: str) -> None:
     }
     if name in MARKETING:
         variables["unsubscribe_url"] = "https://shop.example.com/unsubscribe?token=t"
+        variables.update(sender_name="Nudge Shop", sender_address="", sender_contact="")
     mail = RENDERER.render(name, locale, variables)
     assert mail.locale == locale
     assert mail.subject
@@ -135,6 +136,9 @@ def test_html_escapes_every_value_and_text_does_not() -> None:
         "shop_name": "S",
         "shop_url": "https://s",
         "unsubscribe_url": "https://s/u",
+        "sender_name": "S",
+        "sender_address": "",
+        "sender_contact": "",
     }
     mail = RENDERER.render("browse_offer", "en", variables)
     assert "<script>" not in mail.html
