@@ -21,6 +21,9 @@ export NUDGE_DELAY_SCALE=${NUDGE_DELAY_SCALE:-0.001}
 export NUDGE_LOG_FORMAT=${NUDGE_LOG_FORMAT:-console}
 export NUDGE_TOKEN_SECRET=${NUDGE_TOKEN_SECRET:-demo-only-secret-change-me-in-production}
 export NUDGE_PUBLIC_URL=${NUDGE_PUBLIC_URL:-http://127.0.0.1:${NUDGE_WEB_PORT:-8080}}
+# What Japan's law asks marketing mail to show (docs/sender.md); a real shop sets its own.
+export NUDGE_SENDER_ADDRESS=${NUDGE_SENDER_ADDRESS:-"〒100-0001 東京都千代田区千代田1-1 (demo)"}
+export NUDGE_SENDER_CONTACT=${NUDGE_SENDER_CONTACT:-support@example.com}
 
 say() { printf '\033[1;36mnudge demo:\033[0m %s\n' "$*"; }
 
