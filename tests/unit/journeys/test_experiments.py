@@ -75,3 +75,19 @@ def test_a_holdout_user_receives_nothing_but_is_recorded_and_measured() -> None:
     assert ("reminder_1", "holdout") in played.reasons("cart_abandonment")
     (conversion,) = [d for d in played.decisions if d.outcome == "conversion"]
     assert (conversion.reason, conversion.holdout) == ("holdout_conversion", True)
+
+
+def test_an_order_after_a_variant_mail_is_a_conversion_of_that_variant() -> None:
+    """SPEC §8: the conversion names the journey, step and variant of the mail it converts."""
+    user = _user_in("discount")
+    played = play(
+        [cart_add(T0, user=HANA, user_id=user), order(at("2026-11-23 10:00"), user_id=user)],
+        engine=Engine(CONFIG),
+    )
+    (conversion,) = [d for d in played.decisions if d.outcome == "conversion"]
+    assert (conversion.journey, conversion.step, conversion.variant) == (
+        "cart_abandonment",
+        "reminder_1",
+        "discount",
+    )
+    assert (conversion.reason, conversion.holdout) == ("conversion", False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -48,10 +49,22 @@ def test_winback_after_30_and_180_days_without_activity() -> None:
     assert first.variables["discount_percent"] == 10
 
 
-def test_any_activity_restarts_the_winback_clock() -> None:
-    """A login on day 20 moves winback_1 to day 50."""
+# SPEC §8 names the activity: login, view, cart, order (and checkout, a cart change too).
+ACTIVITY: dict[str, Callable[[str], Event]] = {
+    "login": lambda when: login(when),
+    "view": lambda when: ev("product.viewed", at(when), product_id="p-3"),
+    "cart add": lambda when: cart_add(at(when)),
+    "cart removal": lambda when: ev("cart.item_removed", at(when), product_id="p-3"),
+    "checkout": lambda when: ev("checkout.started", at(when)),
+    "order": lambda when: order(at(when)),
+}
+
+
+@pytest.mark.parametrize("activity", ACTIVITY.values(), ids=ACTIVITY.keys())
+def test_any_activity_restarts_the_winback_clock(activity: Callable[[str], Event]) -> None:
+    """Any activity on day 20 moves winback_1 to day 50."""
     played = play(
-        [login("2026-11-22 10:00", user=HANA), login("2026-12-12 10:00")],
+        [login("2026-11-22 10:00", user=HANA), activity("2026-12-12 10:00")],
         until=at("2027-01-20 00:00"),
     )
     assert played.mails("winback") == [("winback", "winback_1", "2027-01-11 10:00")]
@@ -239,7 +252,20 @@ def test_seasonal_sends_due_together_still_meet_the_frequency_cap() -> None:
     ]
 
 
-def test_seasonal_counts_an_order_as_activity() -> None:
-    """An order in October keeps the user in the December audience."""
-    played = play([order(at("2026-10-01 12:00"), user=HANA)], until=at("2026-12-25 00:00"))
+@pytest.mark.parametrize("activity", ACTIVITY.values(), ids=ACTIVITY.keys())
+def test_seasonal_counts_any_activity(activity: Callable[[str], Event]) -> None:
+    """Any activity in October keeps a user last seen in August in the December audience."""
+    played = play(
+        [login("2026-08-01 12:00", user=HANA), activity("2026-10-01 12:00")],
+        until=at("2026-12-25 00:00"),
+    )
     assert played.steps("seasonal") == ["pre_sale"]
+
+
+def test_an_opened_mail_is_not_activity_for_the_seasonal_audience() -> None:
+    """An email.opened in October does not bring a user last seen in August back."""
+    played = play(
+        [login("2026-08-01 12:00", user=HANA), ev("email.opened", at("2026-10-01 12:00"))],
+        until=at("2026-12-25 00:00"),
+    )
+    assert played.steps("seasonal") == []

@@ -146,6 +146,9 @@ def test_unsubscribe_and_opt_in_publish_the_contact_policy() -> None:
         (TOKYO, "2026-11-22 20:30", "2026-11-23 09:00", "2026-11-24 09:00"),
         (TOKYO, "2026-11-22 07:00", "2026-11-22 09:00", "2026-11-23 09:00"),
         (TOKYO, "2026-11-22 19:59", "2026-11-22 20:59", "2026-11-23 20:59"),
+        # The edges: due at 21:00 is quiet, due at 09:00 is not.
+        (TOKYO, "2026-11-22 20:00", "2026-11-23 09:00", "2026-11-24 09:00"),
+        (TOKYO, "2026-11-22 08:00", "2026-11-22 09:00", "2026-11-23 09:00"),
         # Daylight saving starts in New York on 8 March 2026: 09:00 EDT is 10.5 h after 22:30 EST.
         (NEW_YORK, "2026-03-07 21:30", "2026-03-08 09:00", "2026-03-09 09:00"),
         # And ends in Berlin on 25 October 2026: 09:00 CET, not 08:00 or 10:00.
@@ -339,12 +342,15 @@ def _bounce(code: str) -> DeliveryRecord:
                           to="hana@example.jp")  # fmt: skip
 
 
-@pytest.mark.parametrize(("code", "suppressed"), [("5.1.1", True), ("5.7.1", False)])
+@pytest.mark.parametrize(
+    ("code", "suppressed"),
+    [("5.1.1", True), ("5.1.2", True), ("5.1.10", True), ("5.2.2", False), ("5.7.1", False)],
+)
 def test_a_permanent_address_bounce_suppresses_all_mail_to_that_address(
     code: str, suppressed: bool
 ) -> None:
-    """After a 5.1.x bounce even transactional mail is skipped as `suppressed`; other failures
-    do not suppress."""
+    """After a 5.1.x bounce (bad mailbox, bad domain, null MX) even transactional mail is skipped
+    as `suppressed`; other failures (a full mailbox, a policy refusal) do not suppress."""
     engine = Engine(SHIPPED)
     state = engine.on_event(None, ev("user.updated", T0, user=HANA), T0).state
     state = engine.on_delivery(state, _bounce(code), T0).state
@@ -402,6 +408,37 @@ def test_delay_scale_shrinks_relative_waits_but_not_calendar_rules() -> None:
     times = {(c.journey, c.step): c.created_at for c in played.commands}
     assert times[("cart_abandonment", "reminder_1")] == T0 + timedelta(seconds=3.6)
     assert times[("birthday", "greeting")] == at("2026-11-23 09:00")
+
+
+@pytest.mark.parametrize(("last_view", "offered"), [(60, True), (100, False)])
+def test_delay_scale_shrinks_the_browse_window(last_view: int, offered: bool) -> None:
+    """SPEC §7: the scale multiplies every window too. At 0.001 the 24 h of three views are
+    86.4 s: three views within 60 s bring the offer 1.8 s later, within 100 s nothing."""
+    engine = Engine(SHIPPED, delay_scale=0.001)
+    seconds = [0, last_view // 2, last_view]
+    views = [
+        ev("product.viewed", T0 + timedelta(seconds=s), product_id="p-5", user=HANA)
+        for s in seconds
+    ]
+    played = play(views, until=at("2026-11-22 11:00"), engine=engine)
+    expected = [T0 + timedelta(seconds=last_view + 1.8)] if offered else []
+    assert [c.created_at for c in played.commands if c.journey == "browse_abandonment"] == expected
+
+
+@pytest.mark.parametrize(("minutes", "converts"), [(9, True), (11, False)])
+def test_delay_scale_shrinks_the_conversion_window(minutes: int, converts: bool) -> None:
+    """At 0.001 the 7 days in which an order converts a mail are 604.8 s: an order 9 minutes
+    after reminder_1 converts it, one 11 minutes after does not."""
+    engine = Engine(SHIPPED, delay_scale=0.001)
+    events = [
+        cart_add(T0, user=HANA),
+        ev("cart.item_removed", T0 + timedelta(seconds=10), product_id="p-1"),
+        order(T0 + timedelta(minutes=minutes)),
+    ]
+    played = play(events, engine=engine)
+    assert played.steps("cart_abandonment") == ["reminder_1"]
+    conversions = [(d.journey, d.step) for d in played.decisions if d.outcome == "conversion"]
+    assert conversions == ([("cart_abandonment", "reminder_1")] if converts else [])
 
 
 def test_wake_at_is_the_earliest_pending_thing_in_utc() -> None:

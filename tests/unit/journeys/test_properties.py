@@ -37,16 +37,23 @@ STEPS = st.tuples(
 
 
 def _events(
-    user_id: str, steps: list[tuple[str, int, str, bool | None]], tz: str, seed: int
+    user_id: str,
+    steps: list[tuple[str, int, str, bool | None]],
+    tz: str,
+    seed: int,
+    first_consent: bool | None = True,
 ) -> list[Event]:
+    """The user's log; the first event introduces the profile, with `first_consent` (None: the
+    profile never says, which SPEC §8's opt-in rule treats as no consent)."""
     when = START + timedelta(minutes=seed % 600)
     events = []
     for index, (action, gap, product, consent) in enumerate(steps):
         when += timedelta(minutes=gap)
         user: dict[str, Any] | None = None
         if index == 0:
-            user = {"email": f"{user_id}@example.jp", "timezone": tz, "birthday": "1990-12-05",
-                    "marketing_consent": True}  # fmt: skip
+            user = {"email": f"{user_id}@example.jp", "timezone": tz, "birthday": "1990-12-05"}
+            if first_consent is not None:
+                user["marketing_consent"] = first_consent
         if consent is not None:
             user = {**(user or {}), "marketing_consent": consent}
         props: dict[str, Any] = {}
@@ -82,11 +89,15 @@ BUSY_LOG = st.tuples(
     ),
     st.sampled_from(PROFILE_ZONES),
     st.integers(min_value=0, max_value=10_000),
+    st.just(True),
 )  # fmt: skip
+# Consent at sign-up is mostly given, sometimes never stated (the opt-in rule's interesting case).
+FIRST_CONSENT = st.sampled_from([True, True, None])
 USER_LOG = st.tuples(
     st.lists(STEPS, min_size=1, max_size=25),
     st.sampled_from(PROFILE_ZONES),
     st.integers(min_value=0, max_value=10_000),
+    FIRST_CONSENT,
 )
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -94,12 +105,12 @@ FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCh
 @FAST
 @given(st.one_of(USER_LOG, BUSY_LOG))
 def test_marketing_only_with_consent_outside_quiet_hours_and_at_most_two_a_day(
-    log: tuple[list[Any], str, int],
+    log: tuple[list[Any], str, int, bool | None],
 ) -> None:
     """Every marketing mail goes to a user whose last word was consent, never between 21:00 and
     09:00 local, and no 24 h window holds more than 2 of them."""
-    steps, tz, seed = log
-    events = _events("u-p", steps, tz, seed)
+    steps, tz, seed, first_consent = log
+    events = _events("u-p", steps, tz, seed, first_consent)
     played = play(events, until=END, engine=ENGINE)
     marketing = [c for c in played.commands if c.kind == "marketing"]
     user_zone = zone(tz, "Asia/Tokyo")
@@ -124,11 +135,10 @@ def test_marketing_only_with_consent_outside_quiet_hours_and_at_most_two_a_day(
 @FAST
 @given(USER_LOG)
 def test_no_cart_reminder_after_the_order_that_closed_the_cart(
-    log: tuple[list[Any], str, int],
+    log: tuple[list[Any], str, int, bool | None],
 ) -> None:
     """A cart reminder is never created after an order unless the cart was filled again."""
-    steps, tz, seed = log
-    events = _events("u-c", steps, tz, seed)
+    events = _events("u-c", *log)
     played = play(events, until=END, engine=ENGINE)
     for command in played.commands:
         if command.journey != "cart_abandonment":
@@ -142,10 +152,11 @@ def test_no_cart_reminder_after_the_order_that_closed_the_cart(
 
 @FAST
 @given(USER_LOG, st.integers(min_value=0, max_value=24))
-def test_nothing_at_all_after_deletion(log: tuple[list[Any], str, int], cut: int) -> None:
+def test_nothing_at_all_after_deletion(
+    log: tuple[list[Any], str, int, bool | None], cut: int
+) -> None:
     """After user.deleted, pending steps never fire: no mail later than the deletion."""
-    steps, tz, seed = log
-    events = _events("u-d", steps, tz, seed)
+    events = _events("u-d", *log)
     cut = min(cut, len(events) - 1)
     deleted_at = events[cut].occurred_at + timedelta(seconds=1)
     events = [*events[: cut + 1], ev("user.deleted", deleted_at, user_id="u-d")]
@@ -156,7 +167,7 @@ def test_nothing_at_all_after_deletion(log: tuple[list[Any], str, int], cut: int
 @FAST
 @given(st.lists(USER_LOG, min_size=2, max_size=4), st.randoms(use_true_random=False))
 def test_interleaving_users_does_not_change_any_users_mails(
-    logs: list[tuple[list[Any], str, int]], rnd: random.Random
+    logs: list[tuple[list[Any], str, int, bool | None]], rnd: random.Random
 ) -> None:
     """Events of different users, shuffled (each user's own order kept), give every user the
     same mails, with the same keys and times, as replaying that user alone."""
@@ -180,7 +191,7 @@ def test_interleaving_users_does_not_change_any_users_mails(
 @FAST
 @given(USER_LOG)
 def test_replaying_the_same_log_gives_the_same_commands_and_keys(
-    log: tuple[list[Any], str, int],
+    log: tuple[list[Any], str, int, bool | None],
 ) -> None:
     """Determinism: same events, same commands (ids, keys, times, variables)."""
     events = _events("u-r", *log)
@@ -189,7 +200,9 @@ def test_replaying_the_same_log_gives_the_same_commands_and_keys(
 
 @FAST
 @given(USER_LOG, st.integers(min_value=0, max_value=24))
-def test_a_redelivered_event_changes_nothing(log: tuple[list[Any], str, int], index: int) -> None:
+def test_a_redelivered_event_changes_nothing(
+    log: tuple[list[Any], str, int, bool | None], index: int
+) -> None:
     """Delivering one event twice (at-least-once) yields exactly the mails of delivering it
     once."""
     events = _events("u-x", *log)
@@ -198,3 +211,17 @@ def test_a_redelivered_event_changes_nothing(log: tuple[list[Any], str, int], in
     once = play(events, until=END, engine=ENGINE).commands
     twice = play(doubled, until=END, engine=ENGINE).commands
     assert once == twice
+
+
+@FAST
+@given(st.one_of(USER_LOG, BUSY_LOG))
+def test_every_mail_has_its_own_idempotency_key_and_command_id(
+    log: tuple[list[Any], str, int, bool | None],
+) -> None:
+    """The sender delivers one key at most once (SPEC §3), so two different mails (another
+    step, another cart, another order) sharing a key would lose one of them: every command of a
+    log has a key and a command id of its own."""
+    played = play(_events("u-k", *log), until=END, engine=ENGINE)
+    keys = [c.idempotency_key for c in played.commands]
+    assert len(set(keys)) == len(keys), [(c.journey, c.step) for c in played.commands]
+    assert len({c.command_id for c in played.commands}) == len(keys)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, cast
@@ -27,6 +27,16 @@ from nudge.processor.fastpath import (
     take_batches,
 )
 from nudge.topics import Topics
+
+
+async def eventually(check: Callable[[], bool]) -> None:
+    """Let the loop run until `check()` holds (fail after 5 s or more). A fixed sleep before an
+    assertion that something happened fails on a loaded machine."""
+    for _ in range(5_000):
+        if check():
+            return
+        await asyncio.sleep(0.001)
+    pytest.fail("the condition never held")
 
 
 @dataclass(eq=False)
@@ -159,7 +169,7 @@ async def test_a_stop_thrown_into_the_channel_ends_the_batches_without_a_crash()
             seen.extend(e.message.offset for e in batch)
 
     running = asyncio.ensure_future(agent())
-    await asyncio.sleep(0.05)  # the agent handled its batch and waits for the next record
+    await eventually(lambda: seen == [0])  # the agent handled its batch
     stream.queue._throw(StopAsyncIteration())
     await asyncio.wait_for(running, 1.0)
     assert seen == [0]
@@ -270,9 +280,8 @@ async def test_a_rebalance_never_cancels_a_fetch_in_flight() -> None:
     consumer.suspend_flow.clear()
     consumer.waiting = [FakeMessage("t", 4)]
     consumer.release.set()
-    await asyncio.sleep(0.05)
+    await eventually(lambda: consumer.delivered == [4])
     assert consumer.fetches == ["done"]
-    assert consumer.delivered == [4]
     consumer._stopped.set()
     consumer.release.set()
     await asyncio.wait_for(drain, 1.0)
@@ -335,7 +344,7 @@ async def test_with_every_partition_set_aside_fetching_resumes_when_a_buffer_dra
     await asyncio.sleep(0.02)
     assert not waiting.done()
     consumer.on_buffer_drop(EVENTS_0)
-    records, _active = await asyncio.wait_for(waiting, 0.2)
+    records, _active = await asyncio.wait_for(waiting, 0.9)  # before Faust's 1 s sleep ends
     assert (records, fetching.timeouts) == ({}, [])
     await consumer._wait_next_records(1.0)
     assert fetching.timeouts == [1.0]
