@@ -251,3 +251,20 @@ def test_a_stale_compiled_engine_is_one_line_saying_what_to_do(tmp_path: Path) -
         "compiled module: run `make install` to compile it again (NUDGE_COMPILE=0 make install, "
         "or deleting the .so files next to it, runs the source instead)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("template", "unsubscribe"),
+    [("cart_reminder_1", True), ("birthday", True), ("order_confirmation", False)],
+)
+def test_render_previews_a_template_as_the_journeys_file_sends_it(
+    template: str, unsubscribe: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --kind, a marketing template previews with its unsubscribe link (as its step in
+    the journeys file sends it) and a transactional one without."""
+    code, out, _ = run(["render", template, "--locale", "en"], capsys)
+    assert code == 0
+    assert ("/unsubscribe?token=" in out) is unsubscribe
+    code, out, _ = run(["render", template, "--locale", "en", "--kind", "transactional"], capsys)
+    assert code == 0
+    assert "/unsubscribe?token=" not in out

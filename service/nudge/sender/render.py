@@ -25,7 +25,7 @@ import structlog
 from nudge.catalog import LOCALES, PARTS, TEMPLATE_ROOT
 from nudge.codec import is_clean_text
 from nudge.commandline import USAGE, error, reason
-from nudge.errors import InvalidCommand, TemplateError
+from nudge.errors import ConfigError, InvalidCommand, TemplateError
 from nudge.sender.flatten import flatten
 from nudge.settings import Settings
 
@@ -297,8 +297,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kind",
         choices=("transactional", "marketing"),
-        default="transactional",
-        help="marketing adds the unsubscribe link and headers",
+        help="marketing adds the unsubscribe link and headers and the sender's identity "
+        "(default: the kind of the step that sends this template in NUDGE_JOURNEYS, else "
+        "transactional)",
     )
     parser.add_argument("--to", default="hana@example.jp", help="recipient for the preview")
     parser.add_argument("--eml", type=Path, help="write the complete MIME message to this file")
@@ -354,7 +355,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             settings,
             template=args.template,
             locale=args.locale,
-            kind=args.kind,
+            kind=args.kind or kind_in_journeys(settings, args.template),
             to=args.to,
             variables=variables,
             variables_from=source,
@@ -379,6 +380,24 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(f"Subject: {mail.subject}\n\n--- text ---\n{mail.text}\n--- html ---\n{mail.html}")
     return 0
+
+
+def kind_in_journeys(settings: Settings, template: str) -> str:
+    """The kind of the first step (or A/B variant of one) that sends `template` in the configured
+    journeys file, so a preview shows what recipients get; "transactional" when none does or the
+    file cannot be read (`nudge validate` is the place to learn why)."""
+    from nudge.journeys.loader import load_journeys  # the sender itself never needs it
+
+    try:
+        config = load_journeys(settings.journeys_path)
+    except ConfigError:
+        return "transactional"
+    for journey in config.journeys:
+        for step in journey.steps:
+            variant_templates = (v.templates.get(step.name) for v in journey.variants)
+            if template == step.template or template in variant_templates:
+                return str(step.kind)
+    return "transactional"
 
 
 def _json_kind(value: object) -> str:
