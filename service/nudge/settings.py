@@ -109,13 +109,20 @@ class SmtpSettings:
                     f"{', '.join(_SMTP_OPTIONS)}; e.g. {_SMTP_EXAMPLE}"
                 )
         implicit_tls = parts.scheme == "smtps"
+        start_tls = _smtp_flag(query, "starttls", default=False, shown=shown)
+        if implicit_tls and start_tls:
+            # One or the other: smtps:// is TLS from the first byte (port 465), starttls upgrades a
+            # plain connection (port 587). Both at once was read as smtps:// alone.
+            raise ConfigError(
+                f"{shown}: smtps:// is already TLS; drop ?starttls, or use smtp://…:587?starttls=1"
+            )
         return cls(
             host=parts.hostname,
             port=port or (465 if implicit_tls else 25),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             use_tls=implicit_tls,
-            start_tls=_smtp_flag(query, "starttls", default=False, shown=shown),
+            start_tls=start_tls,
             timeout=_smtp_timeout(query, shown=shown),
             verify_certificates=_smtp_flag(query, "verify", default=True, shown=shown),
         )

@@ -279,3 +279,11 @@ def test_the_sender_identity_is_read_trimmed_and_empty_when_unset_or_blank() -> 
     assert (blank.sender_name, blank.sender_address, blank.sender_contact) == ("", "", "")
     # Empty name: the sender shows the shop name (the display name of NUDGE_MAIL_FROM).
     assert Settings.from_env({}).sender_name == ""
+
+
+def test_smtps_with_starttls_is_refused_rather_than_half_read() -> None:
+    """Implicit TLS and STARTTLS are alternatives; both at once was silently read as smtps."""
+    with pytest.raises(ConfigError, match=r"SMTP_URL=.*smtps:// is already TLS") as refused:
+        Settings.from_env({"SMTP_URL": "smtps://mailer:S3cretPassw0rd@mail.example.com?starttls=1"})
+    assert "S3cret" not in str(refused.value)
+    assert Settings.from_env({"SMTP_URL": "smtps://mail.example.com?starttls=0"}).smtp.use_tls

@@ -168,4 +168,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     try:
         worker.execute_from_commandline()
     except SystemExit as done:
-        return done.code if isinstance(done.code, int) else 0
+        code = done.code if isinstance(done.code, int) else 0
+        # Faust's own stop lines are INFO of a library (not shown): say it, like the sender.
+        log.info("processor stopped", exit_code=code)
+        return code
