@@ -21,8 +21,11 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from methods import percentile  # bench/methods.py (this directory)
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY_MS = 86_400_000
@@ -127,7 +130,7 @@ def child(log: Path, work: Path) -> int:
                 "events_per_cpu_second": round(events / cpu_used),
                 "peak_rss_mib": round(peak_kib / 1024, 1),
                 "state_bytes_mean": round(statistics.fmean(sizes), 1),
-                "state_bytes_p99": sorted(sizes)[int(len(sizes) * 0.99)],
+                "state_bytes_p99": percentile(sizes, 0.99),
                 "idle_users": len(idle),
                 "idle_state_bytes_mean": round(statistics.fmean(idle), 1) if idle else None,
                 "idle_state_bytes_median": statistics.median(idle) if idle else None,
@@ -177,6 +180,7 @@ def report(runs: list[dict[str, Any]], log: Path, args: argparse.Namespace) -> N
     args.results.write_text(
         json.dumps(
             {
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "command": "make bench-engine  (.venv/bin/python bench/bench_engine.py "
                 f"--users {args.users} --events {args.events} --repeat {args.repeat})",
                 "log": str(log.relative_to(ROOT)) if log.is_relative_to(ROOT) else str(log),

@@ -8,8 +8,10 @@ Five measurements in one run, each on its own topic prefix:
                 same pre-published synthetic event log (`nudge generate-events`);
 3. timers     — `--timer-users` users each add to their cart at the same event time, so every
                 reminder is due at one instant after ingestion; p50/p99/max lag from that instant
-                to each command's broker timestamp; memory per pending timer (process RSS growth
-                over the ingest, and the due index alone measured with tracemalloc);
+                to each command record's timestamp (CreateTime: when the worker's producer took
+                the command, before the broker acknowledged it; one clock, this machine's), a
+                reminder that never came counting as infinitely late; memory per pending timer
+                (process RSS growth over the ingest, and the due index alone with tracemalloc);
 4. recovery   — SIGKILL that worker (holding `--timer-users` users of state) and start another:
                 seconds until /readyz with the same state directory (RocksDB kept) and with an
                 empty one (the table is restored from the changelog topic).
@@ -20,8 +22,11 @@ Five measurements in one run, each on its own topic prefix:
 
 Throughput reports events/s and the worker's CPU time per event (user + system, from
 /proc/<pid>/stat over the drain: steadier than events/s on a shared machine), each beside the
-plain loop's from the same run. `--compare-faust-paths` repeats it with `nudge processor
---faust-paths` (Faust's own per-record table writes, producing, consuming and monitor);
+plain loop's from the same run. The worker's /metrics is sampled every 0.1 s from its start to
+the end of the drain; events/s is the events over the time from the first sample showing any
+handled to the first showing all (bench/methods.py: `drain`). `--compare-faust-paths`
+repeats it with `nudge processor --faust-paths` (Faust's own per-record table writes,
+producing, consuming and monitor);
 `--profile PATH` records a py-spy profile of the worker during the drain (and PATH.timers.txt
 during the timer burst; py-spy is not a project dependency: `pip install py-spy`).
 
@@ -54,6 +59,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from methods import Sample, drain, median, percentile  # bench/methods.py (this directory)
 
 from nudge.admin import ensure_topics
 from nudge.codec import decode_event, encode_event
@@ -66,6 +72,7 @@ from nudge.topics import Topics
 ROOT = Path(__file__).resolve().parent.parent
 NUDGE = str(Path(sys.executable).with_name("nudge"))
 WORKER_ARGS: list[str] = []  # extra `nudge processor` options (--worker-args)
+DRAIN_POLL_SECONDS = 0.1  # /metrics samples while a backlog drains, the same at both ends
 ZONES = ("Asia/Tokyo", "Europe/London", "America/New_York", "Asia/Kolkata", "Pacific/Honolulu")
 
 
@@ -264,45 +271,46 @@ def throughput(
         settings.topic_prefix, partitions, tmp / f"{name}-state", tmp / f"{name}.log", *extra_args
     )
     spy: subprocess.Popen[bytes] | None = None
+    samples: list[Sample] = []
     try:
         # /metrics answers from the first second; the clock starts at the first handled event
         # (readiness may come later: it waits for the first tick, queued behind the backlog).
-        while worker.handled() == 0:
+        # One sampling interval throughout: the first sample showing progress and the one
+        # showing the backlog done are each late by up to one interval, which then cancels out
+        # of the rate (methods.drain); each /metrics scrape costs the worker a little CPU.
+        deadline = time.monotonic() + 1800
+        while True:
+            handled = int(worker.handled())
+            samples.append((time.monotonic(), handled, (worker.cpu_seconds(),)))
+            if handled >= len(lines):
+                break
+            if profile is not None and spy is None and handled > 0:
+                spy = start_profile(worker.process.pid, profile)
             if worker.process.poll() is not None:
                 raise RuntimeError(f"processor exited with {worker.process.returncode}")
-            time.sleep(0.05)
-        start = time.monotonic()
-        cpu_start = worker.cpu_seconds()
-        first_s = start - worker.started
-        if profile is not None:
-            spy = start_profile(worker.process.pid, profile)
-        while worker.handled() < len(lines) // 10:
-            if worker.process.poll() is not None:
-                raise RuntimeError(f"processor exited with {worker.process.returncode}")
-            time.sleep(0.1)
-        tenth = time.monotonic()
-        done = worker.wait_handled(len(lines))
-        cpu = worker.cpu_seconds() - cpu_start
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {handled} of {len(lines)} events handled in time")
+            time.sleep(DRAIN_POLL_SECONDS)
         commands = worker.metric("nudge_commands_emitted_total")
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
         worker.stop()
-    rate = len(lines) / (done - start)
-    steady = (len(lines) - len(lines) // 10) / (done - tenth)
+    figures = drain(samples, baseline=0, items=len(lines))
+    cpu_per_event = figures.cpu_per_item[0]
     return {
         "events": len(lines),
         "publish_seconds": round(publish_s, 2),
         "ceiling_events_per_second": round(ceiling_rate, 1),
         "ceiling_cpu_us_per_event": round(ceiling_cpu * 1e6, 1),
-        "nudge_events_per_second": round(rate, 1),
-        "nudge_steady_events_per_second": round(steady, 1),
-        "nudge_vs_ceiling": round(rate / ceiling_rate, 2),
-        "nudge_cpu_us_per_event": round(cpu / len(lines) * 1e6, 1),
-        "nudge_cpu_share": round(cpu / (done - start), 2),
+        "nudge_events_per_second": round(figures.rate, 1),
+        "nudge_steady_events_per_second": round(figures.steady_rate, 1),
+        "nudge_vs_ceiling": round(figures.rate / ceiling_rate, 2),
+        "nudge_cpu_us_per_event": round(cpu_per_event * 1e6, 1),
+        "nudge_cpu_share": round(figures.cpu_share[0], 2),
         "commands_emitted": int(commands),
-        "startup_to_first_event_seconds": round(first_s, 2),
+        "startup_to_first_event_seconds": round(figures.first - worker.started, 2),
     }
 
 
@@ -343,7 +351,8 @@ def index_bytes_per_timer(users: int) -> float:
 async def command_lags(
     settings: Settings, due_ms: int, expected: int, limit_s: float
 ) -> list[float]:
-    """Seconds from `due_ms` to the broker timestamp of each reminder command."""
+    """Seconds from `due_ms` to the timestamp of each reminder command's record: the worker's
+    producer sets it (CreateTime) when it takes the command, on this machine's clock."""
     topic = Topics(settings.topic_prefix).send_commands
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
@@ -369,11 +378,6 @@ async def command_lags(
     finally:
         await consumer.stop()
     return lags
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def timer_delay(users: int, rate_hint: float) -> float:
@@ -459,11 +463,15 @@ def timers_and_recovery(
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
         stale = worker.metric('nudge_not_sent_total{journey="cart_abandonment"')
+        # Over every user's reminder: one that never came counts as infinitely late, so a p99
+        # among the missing ones is None rather than the p99 of those that made it.
+        p50, p99 = median(lags, total=users), percentile(lags, 0.99, total=users)
         result.update(
             reminders=len(lags),
-            lag_p50_seconds=round(percentile(lags, 0.50), 3) if lags else None,
-            lag_p99_seconds=round(percentile(lags, 0.99), 3) if lags else None,
-            lag_max_seconds=round(max(lags), 3) if lags else None,
+            reminders_missing=users - len(lags),
+            lag_p50_seconds=None if p50 is None else round(p50, 3),
+            lag_p99_seconds=None if p99 is None else round(p99, 3),
+            lag_max_seconds=round(max(lags), 3) if len(lags) >= users else None,
             burst_seconds=round(max(lags) - min(lags), 2) if lags else None,
             reminders_per_second=round(len(lags) / max(1e-3, max(lags) - min(lags)), 1)
             if lags

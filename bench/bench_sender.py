@@ -40,6 +40,7 @@ from pathlib import Path
 
 import aiosmtplib
 from aiokafka import AIOKafkaProducer
+from methods import drain  # bench/methods.py: this script's directory is on sys.path
 
 from nudge.admin import ensure_topics
 from nudge.codec import encode_command
@@ -121,8 +122,8 @@ def local_broker_pid(bootstrap: str) -> int | None:
 async def wait_for_mail(
     maildir: Path, target: int, limit: float, pids: Sequence[int] = ()
 ) -> list[tuple[float, int, tuple[float, ...]]]:
-    """Poll the sink's maildir until `target` files exist; (time, count, CPU of each of `pids`)
-    samples."""
+    """Poll the sink's maildir every 50 ms until `target` files exist; (time, count, CPU of each
+    of `pids`) samples, one fixed interval throughout (`methods.drain` relies on it)."""
     samples: list[tuple[float, int, tuple[float, ...]]] = []
     deadline = time.perf_counter() + limit
     while True:
@@ -227,35 +228,39 @@ async def nudge(
     }
     if source is not None:  # ahead of the editable install: that tree's `nudge` is imported
         env["PYTHONPATH"] = str(source)
+    broker = local_broker_pid(settings.kafka_bootstrap_servers)
+    background = None
+    if broker is not None:
+        before = cpu_seconds(broker)
+        await asyncio.sleep(1.0)
+        background = round((cpu_seconds(broker) - before) * 1000, 1)
     started = time.perf_counter()
     process = spawn(["sender"], env=env, log=log, profile=profile)
-    broker = local_broker_pid(settings.kafka_bootstrap_servers)
     pids = [process.pid, sink_pid] + ([broker] if broker is not None else [])
     try:
         samples = await wait_for_mail(maildir, baseline + mails, limit=600, pids=pids)
     finally:
         process.terminate()
         process.wait(60)
-    first = next(t for t, n, _ in samples if n > baseline)
-    tenth, tenth_cpu = next((t, c) for t, n, c in samples if n >= baseline + mails // 10)
-    done, _, done_cpu = samples[-1]
-    steady_mails = mails - mails // 10
     # CPU per mail over the steady part (after the first tenth): sender, sink, and the local
     # broker when this machine runs it; on shared vCPUs their sum is what bounds mails/s.
-    spent = zip(tenth_cpu, done_cpu, strict=True)
-    per_mail = [(end - start) / steady_mails for start, end in spent]
+    figures = drain(samples, baseline=baseline, items=mails)
+    per_mail = figures.cpu_per_item_steady
     cpu_per_mail = per_mail[0]
     return {
         "sender_cpu_ms_per_mail": round(cpu_per_mail * 1000, 3),
         "sink_cpu_ms_per_mail": round(per_mail[1] * 1000, 3),
         "broker_cpu_ms_per_mail": round(per_mail[2] * 1000, 3) if broker is not None else None,
+        # The broker serves every client on this machine: its CPU per second just before the
+        # sender started, to read `broker_cpu_ms_per_mail` against.
+        "broker_background_cpu_ms_per_second": background,
         "all_cpu_ms_per_mail": round(sum(per_mail) * 1000, 3),
         "mails_per_cpu_second": round(1 / cpu_per_mail, 1) if cpu_per_mail else None,
         "mails": mails,
-        "wall_seconds_including_startup": round(done - started, 2),
-        "startup_seconds": round(first - started, 2),
-        "mails_per_second": round(mails / (done - first), 1),
-        "steady_mails_per_second": round(steady_mails / (done - tenth), 1),
+        "wall_seconds_including_startup": round(figures.done - started, 2),
+        "startup_seconds": round(figures.first - started, 2),
+        "mails_per_second": round(figures.rate, 1),
+        "steady_mails_per_second": round(figures.steady_rate, 1),
     }
 
 

@@ -6,7 +6,8 @@ Rules (issue 8):
   carrying CR/LF for a header may instead be dead-lettered `unsafe_header` by the sender;
 - no mail twice, except in the one window SMTP leaves open: a copy accepted shortly before the
   sender died or the SMTP server cut its connections (the reply or its record was lost). Every
-  duplicate is attributed to such a fault or counted as unexplained (a FAIL);
+  extra copy is attributed to such a fault between it and the copy before it, or counted as
+  unexplained (a FAIL);
 - every malformed record is in the events dead-letter topic with a reason, and no valid one is;
 - no received mail shows an injected header or goes to another recipient than its command's;
 - the services answer /readyz at the end.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from chaos.stack import Accepted
@@ -60,30 +62,40 @@ class Verdict:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def attribute(accepted_at: float, faults: list[Fault], window: float) -> Fault | None:
-    """The fault that lost the record of a mail the SMTP server accepted at `accepted_at`.
+def attribute(
+    accepted_at: float, faults: list[Fault], window: float, *, resent_at: float
+) -> Fault | None:
+    """The fault that lost the record of a mail the SMTP server accepted at `accepted_at`, so
+    that it was accepted again at `resent_at`. The fault must come before that next copy: a
+    crash after both copies explains neither.
 
     - the first sender crash after the acceptance, if it came within `window` seconds (the
-      reply or its record was in flight), or later while the broker was down in between (the
-      sender could not write the record until the broker returned, and then it crashed);
+      reply or its record was in flight), or later if the broker went down around the
+      acceptance (within `window` of it, either side of the outage) before that crash: the
+      sender could not write the record while the broker was away, and then it crashed;
     - else the SMTP server going down within `window` seconds after it (connection cut before
       the 250 reached the sender).
     None: a duplicate no fault explains, a bug.
     """
     crashes = sorted(
+        # 0.5 s of slack before: a kill is stamped just before the signal, and the server may
+        # finish a transaction whose client is already gone.
         (f for f in faults if f.kind in SENDER_CRASHES and f.at >= accepted_at - 0.5),
         key=lambda f: f.at,
     )
-    if crashes:
+    if crashes and crashes[0].at <= resent_at:
         crash = crashes[0]
-        broker_down_between = any(
-            f.kind == "broker_restart" and f.at <= crash.at and f.until >= accepted_at - window
+        broker_down_around = any(
+            f.kind == "broker_restart"
+            and f.at <= crash.at
+            and f.at - window <= accepted_at <= f.until + window
             for f in faults
         )
-        if crash.at - accepted_at <= window or broker_down_between:
+        if crash.at - accepted_at <= window or broker_down_around:
             return crash
     for f in faults:
-        if f.kind == "smtp_down" and f.at - window <= accepted_at <= f.at + 1.0:
+        cut_it = f.kind == "smtp_down" and f.at - window <= accepted_at <= f.at + 1.0
+        if cut_it and f.at <= resent_at:
             return f
     return None
 
@@ -108,21 +120,32 @@ def judge(ev: Evidence) -> Verdict:
         {a.key for a in ev.accepted if a.key in ev.recipients and a.rcpt != ev.recipients[a.key]}
     )
 
-    first_at: dict[str, float] = {}
+    # Each copy after the first is explained by the fault that lost the record of the copy
+    # before it, and that fault must fall between the two.
+    times: dict[str, list[float]] = {}
     for a in sorted(ev.accepted, key=lambda a: a.at):
-        first_at.setdefault(a.key, a.at)
+        times.setdefault(a.key, []).append(a.at)
     by_fault: Counter[str] = Counter()
     gaps: dict[str, float] = {}  # per fault: the longest time from a lost acceptance to it
     unexplained: list[str] = []
-    for key, n in copies.items():
-        if n < 2:
-            continue
-        fault = attribute(first_at[key], ev.faults, ev.window)
-        if fault is None:
-            unexplained.extend([key] * (n - 1))
-            continue
-        by_fault[fault.label] += n - 1
-        gaps[fault.label] = max(gaps.get(fault.label, 0.0), round(fault.at - first_at[key], 3))
+    audit: list[dict[str, Any]] = []
+    for key, at in times.items():
+        for previous, again in pairwise(at):
+            fault = attribute(previous, ev.faults, ev.window, resent_at=again)
+            audit.append(
+                {
+                    "key": key,
+                    "accepted_s": round(previous - ev.started, 3),
+                    "again_s": round(again - ev.started, 3),
+                    "fault": None if fault is None else fault.label,
+                }
+            )
+            if fault is None:
+                unexplained.append(key)
+                continue
+            by_fault[fault.label] += 1
+            gap = round(fault.at - previous, 3)
+            gaps[fault.label] = max(gaps.get(fault.label, gap), gap)
     duplicates = sum(n - 1 for n in copies.values() if n > 1)
     crash_labels = {f.label for f in ev.faults if f.kind in ("kill_sender", "exit_sender")}
     crash_duplicates = sum(n for label, n in by_fault.items() if label in crash_labels)
@@ -188,6 +211,7 @@ def judge(ev: Evidence) -> Verdict:
         "malformed_dead_lettered": len(ev.malformed) - len(not_dead_lettered),
         "dead_letter_reasons": dict(dlt_reasons),
         "faults": per_fault,
+        "duplicate_copies": audit[:200],  # each extra copy, the one before it, and its fault
         "ready": ev.ready,
         "samples": {
             "missing_mail": [

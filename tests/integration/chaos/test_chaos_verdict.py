@@ -20,22 +20,28 @@ LATE_KILL = Fault("kill_sender", 321.0, 324.0)
 
 
 @pytest.mark.parametrize(
-    ("accepted_at", "faults", "expected"),
+    ("accepted_at", "resent_at", "faults", "expected"),
     [
-        (98.0, [KILL], KILL),  # accepted 2 s before the sender died: its record was lost
-        (80.0, [KILL], None),  # 20 s before: the record had long been written
-        (105.0, [KILL], None),  # after the crash: nothing explains a second copy
-        (199.5, [DOWN], DOWN),  # the server cut the connection before the 250 arrived
-        (231.0, [DOWN], None),
-        (305.0, [BROKER, LATE_KILL], LATE_KILL),  # record unwritable until the broker returned
-        (305.0, [BROKER], None),  # the sender survived: it wrote the record late, no resend
+        (98.0, 106.0, [KILL], KILL),  # accepted 2 s before the sender died: its record was lost
+        (80.0, 106.0, [KILL], None),  # 20 s before: the record had long been written
+        (105.0, 108.0, [KILL], None),  # after the crash: nothing explains a second copy
+        (98.0, 99.0, [KILL], None),  # sent twice *before* the crash: the crash cannot explain it
+        (199.5, 231.0, [DOWN], DOWN),  # the server cut the connection before the 250 arrived
+        (199.5, 199.8, [DOWN], None),  # the second copy came before the outage: not its doing
+        (231.0, 240.0, [DOWN], None),
+        (305.0, 325.0, [BROKER, LATE_KILL], LATE_KILL),  # record unwritable until the broker
+        (305.0, 325.0, [BROKER], None),  # the sender survived: it wrote the record late
+        # accepted 50 s before the broker went down: that record was written; the outage and
+        # the later crash explain nothing about it
+        (250.0, 325.0, [BROKER, LATE_KILL], None),
     ],
 )
 def test_a_duplicate_is_attributed_to_the_fault_that_lost_its_record(
-    accepted_at: float, faults: list[Fault], expected: Fault | None
+    accepted_at: float, resent_at: float, faults: list[Fault], expected: Fault | None
 ) -> None:
-    """Only a sender crash or an SMTP outage shortly after the first acceptance explains it."""
-    assert attribute(accepted_at, faults, window=10.0) == expected
+    """Only a sender crash or an SMTP outage shortly after an acceptance, and before the next
+    copy of that mail, explains the next copy."""
+    assert attribute(accepted_at, faults, window=10.0, resent_at=resent_at) == expected
 
 
 def evidence(**overrides: object) -> Evidence:
@@ -112,3 +118,33 @@ def test_a_hostile_command_may_be_refused_but_nothing_else() -> None:
     assert not not_hostile.passed
     other_reason = judge(evidence(**only_k1, hostile={"k2"}, sender_dlt={"k2": "smtp_554"}))
     assert not other_reason.passed
+
+
+def copies(*times: float) -> list[Accepted]:
+    return [Accepted("k1", 10.0, False), *(Accepted("k2", at, False) for at in times)]
+
+
+def test_a_copy_sent_before_the_crash_is_a_duplicate_no_fault_explains() -> None:
+    """Two copies 1 s apart, the sender killed 4 s later: the kill came after both, so the
+    second copy is a bug, however close the kill."""
+    verdict = judge(evidence(accepted=copies(95.0, 96.0), faults=[KILL], ambiguous=[5]))
+    assert not verdict.passed
+    assert verdict.details["problems"]["unexplained_duplicates"] == 1
+
+
+def test_each_extra_copy_needs_its_own_fault() -> None:
+    """Three copies around one kill: the one after the kill is explained, the third, sent
+    again with no new fault, is not (judging every copy by the first hid it)."""
+    verdict = judge(evidence(accepted=copies(99.0, 104.5, 105.0), faults=[KILL], ambiguous=[5]))
+    assert verdict.details["duplicates"] == 2
+    assert verdict.details["problems"]["unexplained_duplicates"] == 1
+    assert [c["fault"] for c in verdict.details["duplicate_copies"]] == [KILL.label, None]
+    assert not verdict.passed
+
+
+def test_a_copy_resent_after_the_crash_that_lost_its_record_passes() -> None:
+    """The SMTP window: accepted 1 s before the kill, sent again by the restarted sender."""
+    verdict = judge(evidence(accepted=copies(99.0, 104.5), faults=[KILL], ambiguous=[1]))
+    assert verdict.passed, verdict.line
+    assert verdict.details["faults"][KILL.label]["duplicates"] == 1
+    assert verdict.details["faults"][KILL.label]["longest_window_s"] == 1.0
