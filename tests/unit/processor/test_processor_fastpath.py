@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import faust
 import pytest
+from aiokafka import TopicPartition
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 from processor_fakes import TOPICS, Rig, SizeCheckingProducer, largest_record
@@ -445,3 +446,30 @@ async def test_the_largest_event_the_broker_accepts_is_dead_lettered_whole(rig: 
     assert read_headers(headers)["nudge-error-reason"] == "too_large"
     assert command_topic == TOPICS.send_commands
     assert b"u-2" in rig.store.data
+
+
+async def test_a_seek_back_reads_a_never_committed_stream_partition_from_its_beginning(
+    fetching: FetchingConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faust seeks back to the committed offsets when fetched records may have been dropped (a
+    rebalance), but aiokafka moves only partitions committed above 0: a partition never committed
+    kept its position past the dropped records (the chaos slice lost a partition's first event).
+    Such stream partitions go back to their beginning; committed ones and changelogs do not."""
+    consumer = fetching.consumer
+    events_1, committed = TP("events", 1), TP("events", 2)
+    assigned = {EVENTS_0, events_1, committed, TICKS_0, CHANGELOG_0}
+    rewound: list[set[TP]] = []
+
+    async def seek_to_committed() -> dict[TP, int | None]:
+        return {EVENTS_0: None, events_1: 0, committed: 41, TICKS_0: None, CHANGELOG_0: None}
+
+    async def seek_to_beginning(*partitions: Any) -> None:
+        assert all(isinstance(tp, TopicPartition) for tp in partitions)  # aiokafka's, not Faust's
+        rewound.append({TP(tp.topic, tp.partition) for tp in partitions})
+
+    monkeypatch.setattr(consumer, "assignment", lambda: assigned)
+    monkeypatch.setattr(consumer, "seek_to_committed", seek_to_committed)
+    monkeypatch.setattr(consumer._thread, "seek_to_beginning", seek_to_beginning)
+    monkeypatch.setattr(consumer, "_is_changelog_tp", lambda tp: tp == CHANGELOG_0)
+    await consumer.perform_seek()
+    assert rewound == [{EVENTS_0, events_1, TICKS_0}]
