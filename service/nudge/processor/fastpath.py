@@ -347,8 +347,6 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         agent emptied its buffer and then sat idle for ~1 s, three times in a 5-second drain of
         56,000 events.
 
-        And one for rebalances: the consumer thread gets a copy of the active partitions, not
-        Faust's live set, which an in-flight fetch would read after a rebalance emptied it.
         """
         drained = self.buffer_drained
         drained.clear()  # before the partitions are read: a drop after this wakes the wait
@@ -362,13 +360,11 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
             if active_partitions is None or active_partitions:
                 if self._buffered_partitions:
                     timeout = min(timeout, BUFFERED_FETCH_WAIT)
-                # A copy for the consumer thread (module docstring of recovery_watch.py): it
-                # reads the set while the fetch waits, and aiokafka takes an empty set for "every
-                # partition", so a fetch from before a rebalance, still waiting once the rebalance
-                # has paused everything, would take the records of any partition, changelog
-                # records a recovery has just sought included, and `getmany` would drop them.
-                asked = None if active_partitions is None else set(active_partitions)
-                records = await self._getmany(active_partitions=asked, timeout=timeout)
+                # Faust's live set, not a copy: a copy kept draining partitions a rebalance had
+                # set aside, whose records `getmany` then dropped without seeking back (104
+                # commands lost in a chaos run). The empty-set case it was for is healed by the
+                # recovery watch's re-seek (recovery_watch.py) and `perform_seek` below.
+                records = await self._getmany(active_partitions=active_partitions, timeout=timeout)
             else:
                 await self.wait(drained.wait(), timeout=1.0)
             return records, active_partitions

@@ -354,34 +354,6 @@ async def test_with_every_partition_set_aside_fetching_resumes_when_a_buffer_dra
 CHANGELOG_0 = TP("app-users-changelog", 0)
 
 
-async def test_a_fetch_in_flight_keeps_the_partitions_it_asked_for_through_a_rebalance(
-    fetching: FetchingConsumer,
-) -> None:
-    """The consumer thread reads the partition set while its fetch waits. Faust hands it its live
-    set, which a rebalance empties (`pause_partitions`) while the recovery seeks its changelog
-    partitions; aiokafka takes an empty set for every partition, so that fetch took the records
-    the recovery had just sought, and `getmany` dropped them (a recovery waiting forever). The
-    fetch gets a copy: it still asks for what it asked for."""
-    consumer = fetching.consumer
-    asked: list[Any] = []
-    release = asyncio.Event()
-
-    async def waiting_getmany(active_partitions: Any, timeout: float) -> dict[Any, Any]:  # noqa: ASYNC109
-        asked.append(active_partitions)
-        await release.wait()
-        return {}
-
-    consumer._getmany = waiting_getmany  # type: ignore[method-assign]
-    consumer._set_active_tps({EVENTS_0, TICKS_0})
-    fetch = asyncio.ensure_future(consumer._wait_next_records(1.0))
-    await asyncio.sleep(0.01)
-    consumer.pause_partitions({EVENTS_0, TICKS_0, CHANGELOG_0})  # a rebalance starts
-    assert consumer._get_active_partitions() == set()
-    assert asked == [{EVENTS_0, TICKS_0}]
-    release.set()
-    await asyncio.wait_for(fetch, 1.0)
-
-
 async def test_aiokafka_gives_a_fetch_whose_set_is_empty_every_partition() -> None:
     """Why the copy above: aiokafka's `fetched_records` (on the consumer thread) filters by the set
     only when it is not empty, and moves the partition's position past what it returns."""
