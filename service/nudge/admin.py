@@ -87,8 +87,8 @@ async def wait_until_serving(settings: Settings, names: list[str]) -> None:
     """
     await _known(settings, names)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = [
             TopicPartition(name, partition)
             for name in names

@@ -23,6 +23,11 @@ async def test_the_dead_letter_topics_take_a_dead_letter_of_the_largest_record(
     created: dict[str, dict[str, str]] = {}
     for module in (admin, kafka):
         monkeypatch.setattr(module, "AIOKafkaAdminClient", lambda **_: FakeAdmin(created))
+
+    async def serving(_settings: Settings, _names: list[str]) -> None:
+        """No broker here: the new topics serve at once."""
+
+    monkeypatch.setattr(admin, "wait_until_serving", serving)
     settings = Settings(token_secret=b"x" * 32, state_dir=tmp_path, topic_prefix="t.")
     await prepare_topics(settings)
     limits = {name: configs.get("max.message.bytes") for name, configs in created.items()}
