@@ -20,7 +20,7 @@ import orjson
 
 from nudge import journeys
 from nudge.journeys import Engine, load_journeys
-from nudge.processor.cli import EngineCodec
+from nudge.processor.engine_codec import EngineCodec
 from nudge.processor.handler import HandlerConfig, RecordHandler
 from nudge.processor.ports import Record
 from nudge.processor.testing import FakeClock, MemoryStore, RecordingSink

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from dataclasses import dataclass
-from typing import Any
 
 import faust
 import structlog
@@ -20,6 +18,7 @@ from nudge import logs, metrics
 from nudge.commandline import FAILURE, KAFKA_HINT, USAGE, error, number
 from nudge.errors import ConfigError
 from nudge.processor.app import ProcessorOptions, create_processor
+from nudge.processor.engine_codec import EngineCodec
 from nudge.processor.kafka import prepare_topics
 from nudge.processor.ports import JourneyEngine
 from nudge.processor.web import WebServer
@@ -77,20 +76,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="table store: rocksdb (default; survives restarts) or memory (recovers from the "
         "changelog at every start)",
     )
-
-
-@dataclass(frozen=True, slots=True)
-class EngineCodec:
-    """The engine's encode_state / decode_state as a `StateCodec`."""
-
-    module: Any
-
-    def encode(self, state: Any) -> bytes:
-        data: bytes = self.module.encode_state(state)
-        return data
-
-    def decode(self, raw: bytes) -> Any:
-        return self.module.decode_state(raw)
 
 
 def load_engine(settings: Settings) -> tuple[JourneyEngine, EngineCodec]:
