@@ -144,6 +144,26 @@ def test_the_hint_names_nudge_journeys_when_the_path_came_from_it(
     assert "hint: set NUDGE_JOURNEYS to an existing file" in err
 
 
+def test_validate_names_file_line_and_field_of_a_bad_coupon_validity(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shipped file with winback's coupon valid for 0 days: exit 2, the line and the field."""
+    shipped = (SERVICE / "nudge" / "journeys.yaml").read_text(encoding="utf-8")
+    bad = shipped.replace(
+        "code_prefix: COMEBACK, valid_days: 30", "code_prefix: COMEBACK, valid_days: 0"
+    )
+    assert bad != shipped
+    (workdir / "bad.yaml").write_text(bad, encoding="utf-8")
+    line = bad[: bad.index("valid_days: 0")].count("\n") + 1
+    code, _, err = run(["validate", "bad.yaml"], capsys)
+    assert code == 2
+    assert (
+        f"bad.yaml:{line}: journeys.winback.steps[0].params.valid_days: must be at least 1 (got 0)"
+        in err
+    )
+    assert "bad.yaml: 1 problem" in err
+
+
 def test_an_until_before_the_last_event_is_warned_about_not_refused(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import time
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from nudge.events import KNOWN_TYPES
 from nudge.journeys.config import BUILTIN_TEMPLATES
@@ -115,15 +115,21 @@ class FieldReader:
         known = TEMPLATE_PARAMS.get(template)
         if known is None:
             return
-        for name in params:
+        for name, value in params.items():
+            line = params.line_of(name) if isinstance(params, LineDict) else 0
             if name not in known:
-                line = params.line_of(name) if isinstance(params, LineDict) else 0
                 self.p.add(
                     line,
                     f"{where}.{name}",
                     f"template {template!r} has no parameter {name!r}",
                     did_you_mean(str(name), known) if known else f"{template} takes no params",
                 )
+            elif name in PARAM_VALUES:
+                check, hint = PARAM_VALUES[name]
+                try:
+                    check(value)
+                except (ValueError, TypeError) as err:
+                    self.p.add(line, f"{where}.{name}", str(err), hint)
 
     def event_type(self, node: LineDict | None, line: int, where: str, value: Any) -> str | None:
         if not isinstance(value, str) or value not in KNOWN_TYPES:
@@ -132,6 +138,13 @@ class FieldReader:
             )
             return None
         return value
+
+
+def positive_duration(value: Any) -> int:
+    ms = parse_duration_ms(value)
+    if ms <= 0:
+        raise ValueError(f"must be longer than zero (got {value})")
+    return ms
 
 
 def plain(value: Any) -> Any:
@@ -177,3 +190,12 @@ def positive_weight(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ValueError(f"{value!r} is not a positive weight")
     return float(value)
+
+
+# The params whose value the engine computes with, checked here so that a bad one fails
+# `nudge validate` with its line rather than the send (`valid_for: soon` raised in the engine):
+# name → (check, hint).
+PARAM_VALUES: Final[Mapping[str, tuple[Callable[[Any], object], str]]] = {
+    "valid_days": (positive_int, "the whole days a coupon is good for, e.g. valid_days: 30"),
+    "valid_for": (positive_duration, "how long a discount is good for, e.g. valid_for: 48h"),
+}

@@ -7,7 +7,7 @@ what a mail will need; a template the table does not know keeps all its trigger'
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
 import orjson
@@ -50,9 +50,16 @@ _ITEM_FIELDS = ("product_id", "name", "quantity", "price")
 TEMPLATE_PARAMS: Final[Mapping[str, frozenset[str]]] = {
     **{template: frozenset() for template in CAPTURE},
     "cart_reminder_2": frozenset({"discount_percent", "code_prefix", "valid_for"}),
-    "first_purchase_thank_you": frozenset({"coupon_percent", "coupon_tiers", "code_prefix"}),
-    "winback_1": frozenset({"discount_percent", "code_prefix"}),
+    "first_purchase_thank_you": frozenset(
+        {"coupon_percent", "coupon_tiers", "code_prefix", "valid_days"}
+    ),
+    "winback_1": frozenset({"discount_percent", "code_prefix", "valid_days"}),
 }
+# How long a code is good for when its step's params do not say (docs/journeys.md): a coupon
+# whole local days, a cart discount a relative window that NUDGE_DELAY_SCALE shortens.
+COUPON_VALID_DAYS: Final = 30
+DISCOUNT_VALID_FOR: Final = "48h"
+_LAST_SECOND: Final = time(23, 59, 59)
 
 
 # Not a frozen dataclass: a short-lived bundle of arguments built once per mail, and a frozen
@@ -177,9 +184,11 @@ def build(ctx: SendContext) -> dict[str, Any]:
         percent = _coupon_percent(ctx.params, data.get("total"))
         variables["coupon_percent"] = percent
         variables["coupon_code"] = code(str(ctx.params.get("code_prefix", "THANKS")), ctx.key)
+        variables["coupon_expires_at"] = coupon_expires_at(ctx.now, _valid_days(ctx.params))
     elif template == "winback_1":
         variables["discount_percent"] = ctx.params.get("discount_percent", 10)
         variables["coupon_code"] = code(str(ctx.params.get("code_prefix", "COMEBACK")), ctx.key)
+        variables["coupon_expires_at"] = coupon_expires_at(ctx.now, _valid_days(ctx.params))
     elif template == "anniversary":
         variables["years"] = _years(ctx)
     elif ctx.campaign is not None:
@@ -203,9 +212,25 @@ def _discount(variables: dict[str, Any], ctx: SendContext) -> None:
 
     variables["discount_percent"] = ctx.params.get("discount_percent", 10)
     variables["discount_code"] = code(str(ctx.params.get("code_prefix", "CART")), ctx.key)
-    valid_ms = parse_duration_ms(str(ctx.params.get("valid_for", "48h")))
-    expires = ctx.now + timedelta(milliseconds=round(valid_ms * ctx.delay_scale))
+    valid_ms = parse_duration_ms(str(ctx.params.get("valid_for", DISCOUNT_VALID_FOR)))
+    # 48 h are 48 elapsed hours, as every relative wait is: added in UTC, then shown in the
+    # user's zone (adding to the local time would make them 47 or 49 across a DST change).
+    window = timedelta(milliseconds=round(valid_ms * ctx.delay_scale))
+    expires = (ctx.now.astimezone(UTC) + window).astimezone(ctx.now.tzinfo)
     variables["discount_expires_at"] = expires.isoformat()
+
+
+def coupon_expires_at(now: datetime, valid_days: int) -> str:
+    """The last second (23:59:59) of the local day `valid_days` after `now`'s, in `now`'s zone,
+    as ISO 8601 with that moment's offset: a coupon sent on 22 Nov with 30 days is good until
+    22 Dec 23:59, whatever the hour it was sent and across a DST change."""
+    day = now.date() + timedelta(days=valid_days)
+    return datetime.combine(day, _LAST_SECOND, tzinfo=now.tzinfo).isoformat()
+
+
+def _valid_days(params: Mapping[str, Any]) -> int:
+    # The loader accepts only a whole number of at least 1 (fieldreader.PARAM_VALUES).
+    return int(params.get("valid_days", COUPON_VALID_DAYS))
 
 
 def _coupon_percent(params: Mapping[str, Any], total: Any) -> Any:

@@ -235,10 +235,15 @@ def link_url(value: Any) -> str:
 
 
 @jinja2.pass_context
-def when(context: Any, value: Any) -> str:
+def when(context: Any, value: Any, *, as_written: bool = False) -> str:
     """An ISO date or timestamp as readers expect it, in the mail's locale and the reader's time
     zone (`timezone`, a `tzinfo` the sender adds; without one, or for a timestamp without an
     offset: as written).
+
+    `as_written=true` keeps the timestamp's own offset, for the times the engine writes in the
+    user's zone (a coupon's or discount's expiry): `timezone` is only the offset at sending, and
+    converting `2026-11-30T23:59:59-05:00` to New York's summer `-04:00` would read 00:59 on
+    1 December.
     """
     parsed: date | datetime
     if isinstance(value, date):
@@ -250,7 +255,12 @@ def when(context: Any, value: Any) -> str:
         except ValueError:
             return text  # already human text (e.g. "12月1日"); show it as written
     zone = context.get("timezone")
-    if isinstance(parsed, datetime) and parsed.tzinfo is not None and isinstance(zone, tzinfo):
+    if (
+        isinstance(parsed, datetime)
+        and parsed.tzinfo is not None
+        and isinstance(zone, tzinfo)
+        and not as_written
+    ):
         # An app that writes `expires_at` in UTC means the same instant, not 02:15 in Tokyo.
         parsed = parsed.astimezone(zone)
     is_ja = context.get("locale") == "ja"

@@ -90,6 +90,39 @@ def test_a_good_file_loads() -> None:
          "params: {thank_you: {coupon_percnet: 15}}}]", 8,
          "journeys.thanks.variants[0].params.thank_you.coupon_percnet", "has no parameter",
          "did you mean 'coupon_percent'?"),
+        # A coupon's validity: whole days, at least 1 (the engine would date it in the past).
+        ("wait: {delay: 1h}", "wait: {delay: 1h}, params: {valid_days: 0}", 7,
+         "journeys.thanks.steps[0].params.valid_days", "must be at least 1 (got 0)",
+         "valid_days: 30"),
+        ("wait: {delay: 1h}", "wait: {delay: 1h}, params: {valid_days: -14}", 7,
+         "journeys.thanks.steps[0].params.valid_days", "must be at least 1 (got -14)",
+         "valid_days: 30"),
+        ("wait: {delay: 1h}", "wait: {delay: 1h}, params: {valid_days: 1.5}", 7,
+         "journeys.thanks.steps[0].params.valid_days", "1.5 is not a whole number",
+         "valid_days: 30"),
+        ("wait: {delay: 1h}", "wait: {delay: 1h}, params: {valid_days: 30d}", 7,
+         "journeys.thanks.steps[0].params.valid_days", "'30d' is not a whole number",
+         "valid_days: 30"),
+        ("wait: {delay: 1h}}", "wait: {delay: 1h}}\n    variants: [{name: a, weight: 1, "
+         "params: {thank_you: {valid_days: true}}}]", 8,
+         "journeys.thanks.variants[0].params.thank_you.valid_days", "True is not a whole number",
+         "valid_days: 30"),
+        # A cart discount's validity: a positive duration (`soon` used to fail only when sent).
+        ("template: first_purchase_thank_you, wait: {delay: 1h}",
+         "template: cart_reminder_2, wait: {delay: 1h}, params: {valid_for: soon}", 7,
+         "journeys.thanks.steps[0].params.valid_for", "'soon' is not a duration",
+         "valid_for: 48h"),
+        ("template: first_purchase_thank_you, wait: {delay: 1h}",
+         "template: cart_reminder_2, wait: {delay: 1h}, params: {valid_for: 0h}", 7,
+         "journeys.thanks.steps[0].params.valid_for", "must be longer than zero (got 0h)",
+         "valid_for: 48h"),
+        ("template: first_purchase_thank_you, wait: {delay: 1h}",
+         "template: cart_reminder_2, wait: {delay: 1h}, params: {valid_for: -2d}", 7,
+         "journeys.thanks.steps[0].params.valid_for", "must be longer than zero (got -2d)",
+         "valid_for: 48h"),
+        ("template: first_purchase_thank_you, wait: {delay: 1h}",
+         "template: cart_reminder_2, wait: {delay: 1h}, params: {valid_for: 48}", 7,
+         "journeys.thanks.steps[0].params.valid_for", "48 has no unit", "valid_for: 48h"),
     ],
 )  # fmt: skip
 def test_a_bad_file_is_rejected_with_line_field_and_hint(
@@ -109,16 +142,17 @@ def test_params_enabled_and_merged_keys_that_are_right_are_accepted() -> None:
     """Known params, `enabled: false`, and a key overriding one merged from an anchor load."""
     text = GOOD.replace("    kind: marketing", "    kind: marketing\n    enabled: false")
     text = text.replace("wait: {delay: 1h}", "wait: {<<: &w {delay: 1h}, delay: 2h}, "
-                        "params: {coupon_percent: 15, code_prefix: TY}")  # fmt: skip
+                        "params: {coupon_percent: 15, code_prefix: TY, "
+                        "valid_days: 14}")  # fmt: skip
     journey = parse_journeys("templates: [mine]\n" + text).journey("thanks")
     assert not journey.enabled
     assert journey.steps[0].wait.delay_ms == 7_200_000
-    assert journey.steps[0].params == {"coupon_percent": 15, "code_prefix": "TY"}
-    # A template of the file's own receives whatever params it is given.
+    assert journey.steps[0].params == {"coupon_percent": 15, "code_prefix": "TY", "valid_days": 14}
+    # A template of the file's own receives whatever params it is given, checked or not.
     own = text.replace("template: first_purchase_thank_you", "template: mine")
-    own = own.replace("coupon_percent", "anything")
+    own = own.replace("coupon_percent", "anything").replace("valid_days: 14", "valid_days: 0")
     mine = parse_journeys("templates: [mine]\n" + own).journey("thanks")
-    assert mine.steps[0].params == {"anything": 15, "code_prefix": "TY"}
+    assert mine.steps[0].params == {"anything": 15, "code_prefix": "TY", "valid_days": 0}
 
 
 def test_variant_weights_must_sum_to_one_or_a_hundred() -> None:

@@ -232,6 +232,61 @@ def test_timestamps_show_in_the_reader_s_time_zone(locale: str, shown: str) -> N
     assert "02:15" in RENDERER.render("password_reset", locale, variables).text
 
 
+@pytest.mark.parametrize(
+    ("locale", "text_line", "html_cells"),
+    [
+        (
+            "ja",
+            "有効期限：2026年12月22日 23:59まで",
+            ("有効期限</th>", ">2026年12月22日 23:59まで</td>"),
+        ),
+        ("en", "Valid until: 22 Dec 2026, 23:59", ("Valid until</th>", ">22 Dec 2026, 23:59</td>")),
+    ],
+)
+@pytest.mark.parametrize("template", ["first_purchase_thank_you", "winback_1"])
+def test_a_coupon_says_until_when_it_is_valid(
+    template: str, locale: str, text_line: str, html_cells: tuple[str, str]
+) -> None:
+    """The coupon mails show `coupon_expires_at` in their text and HTML parts."""
+    variables = {
+        **SAMPLES[template],
+        "coupon_expires_at": "2026-12-22T23:59:59+09:00",
+        "shop_name": "S",
+        "shop_url": "https://s",
+        "timezone": timezone(timedelta(hours=9)),
+    }
+    mail = RENDERER.render(template, locale, variables)
+    assert text_line in mail.text.splitlines()
+    assert all(cell in mail.html for cell in html_cells), mail.html
+
+
+@pytest.mark.parametrize(
+    ("template", "variable", "expires", "ja", "en"),
+    [
+        ("first_purchase_thank_you", "coupon_expires_at", "2026-11-30T23:59:59-05:00",
+         "有効期限：2026年11月30日 23:59まで", "Valid until: 30 Nov 2026, 23:59"),
+        ("winback_1", "coupon_expires_at", "2026-11-30T23:59:59-05:00",
+         "有効期限：2026年11月30日 23:59まで", "Valid until: 30 Nov 2026, 23:59"),
+        ("cart_reminder_2", "discount_expires_at", "2026-11-02T10:00:00-05:00",
+         "有効期限：2026年11月2日 10:00まで", "Valid until: 2 Nov 2026, 10:00"),
+    ],
+)  # fmt: skip
+def test_an_expiry_across_a_dst_change_shows_the_user_s_wall_clock(
+    template: str, variable: str, expires: str, ja: str, en: str
+) -> None:
+    """Sent in New York's summer time (`timezone` -04:00), valid into winter time (-05:00): the
+    engine's local expiry shows as written, not converted to 00:59 the next day (or 11:00)."""
+    variables = {
+        **SAMPLES[template],
+        variable: expires,
+        "shop_name": "S",
+        "shop_url": "https://s",
+        "timezone": timezone(timedelta(hours=-4)),
+    }
+    assert ja in RENDERER.render(template, "ja", variables).text.splitlines()
+    assert en in RENDERER.render(template, "en", variables).text.splitlines()
+
+
 def test_a_null_currency_is_the_default_not_none() -> None:
     """`"currency": null` in an order event shows yen, not `4,800.00 NONE`."""
     assert money(4800, None) == "¥4,800"
