@@ -19,10 +19,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from nudge.errors import ConfigError
-
-# scheme://host[:port][/path], no whitespace or control characters, no query or fragment (paths
-# are appended to it)
-_WEB_BASE_URL = re.compile(r"https?://[^\s/?#\\\x00-\x1f\x7f]+(/[^\s?#\x00-\x1f\x7f]*)?", re.I)
+from nudge.weburl import web_url_problem
 
 SHIPPED_JOURNEYS = Path(__file__).with_name("journeys.yaml")
 
@@ -456,12 +453,17 @@ def _log_level(env: Mapping[str, str], name: str, default: str) -> str:
 
 
 def _web_url(env: Mapping[str, str], name: str, default: str) -> str:
-    """An absolute http(s) base URL, without its trailing slash: every link in mail is built on
-    it, so `shop.example.com` (no scheme) or a stray space would send broken links to everyone."""
+    """An absolute http(s) base URL (nudge.weburl's rule), without its trailing slash: every link
+    in mail is built on it, so `shop.example.com` (no scheme) or a stray space would send broken
+    links to everyone. No query or fragment either: paths are appended to it."""
     raw = env.get(name, "").strip() or default
-    if not _WEB_BASE_URL.fullmatch(raw):
+    problem = web_url_problem(raw)
+    if problem is None and ("?" in raw or "#" in raw):
+        problem = "it has a query or fragment, and the links in mail append paths to it"
+    if problem is not None:
         raise ConfigError(
-            f"{name}={raw!r} is not an absolute http(s) URL; e.g. {name}=https://shop.example.com"
+            f"{name}={raw!r} is not a safe absolute http(s) URL: {problem}; "
+            f"e.g. {name}=https://shop.example.com"
         )
     return raw.rstrip("/")
 

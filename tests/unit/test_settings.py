@@ -37,6 +37,14 @@ def test_a_base_url_is_read_without_its_trailing_slash(name: str, written: str, 
         "https://shop.example.jp/?utm=x",  # paths are appended to it
         "https://shop.example.jp/#top",
         "https://shop.example.jp/\x00",
+        # nudge.weburl's rule, the same as for every link in mail (tests/unit/test_weburl.py)
+        "https://user@evil.example",  # the reader takes `user` for the site
+        "https://shop.example.jp\\@evil.example",
+        "https://shop.example.jp/ja\\",  # a backslash, which browsers read as `/`
+        "https://shop.example.jp:0",
+        "https://shop..example.jp",
+        "https://shop.example.jp/\u202e",  # invisible: a bidi override
+        "https://shop.example.jp/\x80",  # a C1 control
     ],
 )
 def test_a_base_url_that_is_not_an_absolute_web_url_is_refused_at_start(
@@ -44,6 +52,12 @@ def test_a_base_url_that_is_not_an_absolute_web_url_is_refused_at_start(
 ) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: written})
+
+
+def test_a_refused_base_url_says_what_is_wrong_with_it() -> None:
+    """The message names the variable and the problem, so the operator knows what to change."""
+    with pytest.raises(ConfigError, match=r"NUDGE_SHOP_URL=.*user name before its host"):
+        Settings.from_env({"NUDGE_SHOP_URL": "https://user@shop.example.jp"})
 
 
 def test_unset_base_urls_keep_their_defaults() -> None:

@@ -28,14 +28,12 @@ from nudge.commandline import USAGE, error, reason
 from nudge.errors import ConfigError, InvalidCommand, TemplateError
 from nudge.sender.flatten import flatten
 from nudge.settings import Settings
+from nudge.weburl import web_url_problem
 
 log = structlog.get_logger("nudge.sender.render")
 DEFAULT_LOCALE: Final = "ja"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
 _UNDEFINED = re.compile(r"'([^']+)' (?:is undefined|has no attribute '([^']+)')")
-# An absolute http(s) URL: the scheme and `//host` as the first characters, so no leading blank,
-# `javascript:`, `data:` or scheme-relative `//host` (which a reader's client resolves as it likes).
-_WEB_URL = re.compile(r"^https?://[^/?#\s\\]", re.IGNORECASE)
 _ZERO_DECIMAL_CURRENCIES: Final = frozenset({"JPY", "KRW", "VND", "CLP", "ISK"})
 _EN_MONTHS: Final = [
     "Jan",
@@ -218,17 +216,19 @@ def money(amount: Any, currency: str | None = "JPY", *, locale: str | None = Non
 
 
 def link_url(value: Any) -> str:
-    """`value` if it is an absolute http(s) URL; a `TemplateError` (`unsafe_url`) if not.
+    """`value` if it is a safe absolute http(s) URL (nudge.weburl); a `TemplateError`
+    (`unsafe_url`) if not.
 
     For URLs that come from events (a tracking, reset or verification link): HTML escaping keeps
     them inside the `href`, but only this keeps a `javascript:` or `data:` URL out of a button.
     Refused, never cleaned, like a header value: the app has a bug (or an attacker a foothold).
     """
     text = str(value) if value is not None else ""
-    if not _WEB_URL.match(text) or not is_clean_text(text):
+    problem = web_url_problem(text)
+    if problem is not None:
         raise TemplateError(
-            f"the link {text[:80]!r} from the command's variables is not an absolute http(s) "
-            "URL; fix it at its source (the event's property)",
+            f"the link {text[:80]!r} from the command's variables is not a safe absolute http(s) "
+            f"URL ({problem}); fix it at its source (the event's property)",
             reason="unsafe_url",
         )
     return text

@@ -361,7 +361,19 @@ async def test_a_tampered_click_token_does_not_redirect(
     assert sink.events == []
 
 
-@pytest.mark.parametrize("target", ["javascript:alert(1)", "//evil.example/", "https:///nohost"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "javascript:alert(1)",
+        "//evil.example/",
+        "https:///nohost",
+        # nudge.weburl's rule, the same the sender applies (tests/unit/test_weburl.py)
+        "https://shop.example@evil.example/",
+        " https://shop.example/",  # a leading space, which used to reach the Location as is
+        "https://shop.example:0/",
+        "https://shop.example/\u202e",
+    ],
+)
 async def test_a_signed_non_http_destination_is_still_refused(
     client: Client, sink: RecordingEventSink, ref: MailRef, target: str
 ) -> None:

@@ -182,6 +182,12 @@ def test_when_formats_dates_for_the_locale() -> None:
         "/reset?t=1",
         "https:/evil",
         "",
+        # nudge.weburl's rule, the same for every link in mail (tests/unit/test_weburl.py)
+        "https://track.example@evil.example/",  # the reader takes `track.example` for the site
+        "https://evil.example\\@track.example/",  # `\` is `/` to a browser: host evil.example
+        "https://track.example/t 1",  # a space breaks the link in the text part
+        "https://track.example:99999/t",
+        "https://track.example/\u202et",  # a bidi override: the link reads reversed
     ],
 )
 def test_a_link_from_an_event_must_be_an_absolute_web_url(
