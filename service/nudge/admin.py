@@ -1,4 +1,5 @@
-"""Creating Nudge's topics up front, with the partition count the deployment asks for.
+"""Creating Nudge's topics up front, with the partition count the deployment asks for, and
+waiting until they (and a consumer group's coordinator) serve.
 
 Relying on broker auto-creation would give every topic the broker's default partition count and
 lose the co-partitioning of events, commands and deliveries by `user_id`.
@@ -19,7 +20,7 @@ from typing import Final
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from nudge.settings import Settings
 from nudge.topics import Topics
@@ -36,6 +37,10 @@ DEAD_LETTER_HEADROOM: Final = 64 * 1024
 DEAD_LETTER_MAX_MESSAGE_BYTES: Final = BROKER_MAX_MESSAGE_BYTES + DEAD_LETTER_HEADROOM
 _DEAD_LETTER_SUFFIX: Final = Topics.dead_letter("")
 METADATA_WAIT: Final = 10.0  # seconds for new topics to appear in the metadata (`_known`)
+# Seconds `wait_for_group_coordinator` waits for a broker to name a group's coordinator: a new
+# single broker takes a few; one still without after this has a problem worth the consumer's ERROR.
+COORDINATOR_WAIT: Final = 30.0
+COORDINATOR_POLL: Final = 0.1  # seconds between two FindCoordinator requests while waiting
 
 
 def public_topics(topics: Topics) -> list[str]:
@@ -98,6 +103,35 @@ async def wait_until_serving(settings: Settings, names: list[str]) -> None:
             await consumer.beginning_offsets(partitions)
     finally:
         await consumer.stop()
+
+
+async def wait_for_group_coordinator(settings: Settings, group: str) -> None:
+    """Wait (up to `COORDINATOR_WAIT` seconds) until the broker names a coordinator for `group`.
+
+    A broker that has just started has no group coordinator yet: the first FindCoordinator
+    request makes it create `__consumer_offsets`, and it answers COORDINATOR_NOT_AVAILABLE until
+    that topic's leaders serve. A consumer joining its group then logs `Group Coordinator Request
+    failed: GroupCoordinatorNotAvailableError` at ERROR before its retry works: harmless, but
+    what a new user of a healthy `make run` read first. The admin client's FindCoordinator logs
+    nothing, so it asks until there is an answer. Not a filter on the consumer's log: an error
+    that is not retriable (group not authorised), or a coordinator still missing at the deadline,
+    is left to the consumer, which reports it as before.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + COORDINATOR_WAIT
+        while True:
+            try:
+                await admin.find_coordinator(group)
+            except KafkaError as err:
+                if not err.retriable or time.monotonic() >= deadline:
+                    return
+                await asyncio.sleep(COORDINATOR_POLL)
+            else:
+                return
+    finally:
+        await admin.close()
 
 
 def topic_configs(name: str, *, compacted: bool = False) -> dict[str, str]:

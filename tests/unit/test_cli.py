@@ -4,6 +4,7 @@ failed while running, and never a traceback."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -249,6 +250,35 @@ def test_an_unreachable_broker_is_one_line_with_the_hint_and_exit_code_1(
     assert ours == [
         f"nudge {command}: cannot reach Kafka at {NO_KAFKA}; start a broker (make kafka) or set "
         "KAFKA_BOOTSTRAP_SERVERS"
+    ]
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["processor", "sender"])
+def test_a_service_that_cannot_reach_the_broker_logs_it_and_exits_with_1(
+    command: str, tmp_path: Path
+) -> None:
+    """Both services report it through `nudge.commandline.kafka_unreachable`: a
+    `<command>.kafka_unreachable` ERROR log line, and the one line on stderr (the sender's says
+    it stopped, with the error: its run ends there, at start or after days)."""
+    done = nudge_process(
+        [command],
+        tmp_path,
+        KAFKA_BOOTSTRAP_SERVERS=NO_KAFKA,
+        NUDGE_LOG_FORMAT="json",
+        NUDGE_SENDER_PORT="0",
+    )
+    assert done.returncode == 1, done.stderr
+    hint = "; start a broker (make kafka) or set KAFKA_BOOTSTRAP_SERVERS"
+    [ours] = [line for line in done.stderr.splitlines() if line.startswith("nudge ")]
+    if command == "processor":
+        assert ours == f"nudge processor: cannot reach Kafka at {NO_KAFKA}{hint}"
+    else:
+        assert ours.startswith(f"nudge sender: stopped: Kafka at {NO_KAFKA}: KafkaConnectionError")
+        assert ours.endswith(hint)
+    logged = [json.loads(line) for line in done.stderr.splitlines() if "kafka_unreachable" in line]
+    assert [(entry["event"], entry["level"], entry["bootstrap"]) for entry in logged] == [
+        (f"{command}.kafka_unreachable", "error", NO_KAFKA)
     ]
     assert "Traceback" not in done.stderr
 

@@ -17,7 +17,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from nudge.admin import DEAD_LETTER_MAX_MESSAGE_BYTES, dead_letter_limits_below, ensure_topics
+from nudge.admin import (
+    DEAD_LETTER_MAX_MESSAGE_BYTES,
+    dead_letter_limits_below,
+    ensure_topics,
+    wait_for_group_coordinator,
+)
 from nudge.deadletter import Source, headers
 from nudge.errors import ConfigError, PermanentError
 from nudge.processor.ports import Output, Record, Write
@@ -148,7 +153,8 @@ class TickSender:
 
 
 async def prepare_topics(settings: Settings) -> None:
-    """Create the processor's topics if missing and check they are co-partitioned."""
+    """Create the processor's topics if missing, check they are co-partitioned, and wait until
+    its consumer group has a coordinator (`wait_for_group_coordinator`)."""
     topics = Topics(settings.topic_prefix)
     policy = topics.internal(CONTACT_POLICY)
     changelog = f"{topics.processor_app_id}-{TABLE_NAME}-changelog"
@@ -196,6 +202,8 @@ async def prepare_topics(settings: Settings) -> None:
             "new NUDGE_TOPIC_PREFIX."
         )
     await _warn_about_small_dead_letter_topics(settings, topics)
+    # Faust's consumer joins the group named after the app id as soon as the worker starts.
+    await wait_for_group_coordinator(settings, topics.processor_app_id)
 
 
 async def _warn_about_small_dead_letter_topics(settings: Settings, topics: Topics) -> None:

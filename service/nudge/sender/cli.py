@@ -15,7 +15,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from nudge import logs, metrics
-from nudge.commandline import FAILURE, KAFKA_HINT, error, port
+from nudge.commandline import FAILURE, error, kafka_unreachable, port
 from nudge.sender.compose import sender_identity
 from nudge.sender.pool import SmtpPool
 from nudge.sender.service import SenderService
@@ -96,18 +96,7 @@ async def run(settings: Settings, *, http_port: int, http_host: str = "127.0.0.1
     try:
         return await service.run(stop)
     except KafkaError as err:
-        log.error(
-            "sender.kafka_unreachable",
-            bootstrap=settings.kafka_bootstrap_servers,
-            error=repr(err),
-            hint=KAFKA_HINT,
-        )
-        error(
-            "sender",
-            f"stopped: Kafka at {settings.kafka_bootstrap_servers}: {err}",
-            hint=KAFKA_HINT,
-        )
-        return FAILURE
+        return kafka_unreachable("sender", settings.kafka_bootstrap_servers, err, stopped=True)
     finally:
         if runner is not None:
             await runner.cleanup()

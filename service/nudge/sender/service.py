@@ -27,7 +27,12 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from nudge import metrics
-from nudge.admin import ensure_topics, public_topics, wait_until_serving
+from nudge.admin import (
+    ensure_topics,
+    public_topics,
+    wait_for_group_coordinator,
+    wait_until_serving,
+)
 from nudge.policy import CONTACT_POLICY_TOPIC
 from nudge.sender.deliver import Delivery, Outputs, Write
 from nudge.sender.ledger import LEDGER_TOPIC, LEDGER_TOPIC_CONFIG, KeyLedger
@@ -111,6 +116,7 @@ class SenderService:
             [*public_topics(self.topics), *retry_topics(self.topics), *state.values()],
             compacted=state.values(),
         )
+        await wait_for_group_coordinator(settings, self.topics.sender_group)
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             acks="all",

@@ -196,7 +196,8 @@ def largest_record(key: bytes, limit: int = BROKER_MAX_MESSAGE_BYTES) -> bytes:
 @dataclass
 class FakeAdmin:
     """aiokafka's admin client as `ensure_topics` and `prepare_topics` use it: topics created
-    (shared by every instance through `created`) and nothing else on the broker."""
+    (shared by every instance through `created`), a group coordinator, nothing else on the
+    broker."""
 
     created: dict[str, dict[str, str]]
 
@@ -215,6 +216,9 @@ class FakeAdmin:
 
     async def describe_topics(self, names: list[str]) -> list[dict[str, Any]]:
         return []
+
+    async def find_coordinator(self, group_id: str) -> int:
+        return 1  # the group's coordinator is elected already
 
 
 @dataclass
