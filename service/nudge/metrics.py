@@ -118,7 +118,7 @@ DELIVERIES = Counter(
 RETRIES = Counter("nudge_send_retries_total", "Deliveries scheduled for another attempt.")
 SUPPRESSIONS = Counter(
     "nudge_suppressions_total",
-    "Addresses newly suppressed, by reason (bounce, unsubscribe).",
+    "Addresses newly suppressed, by reason (bounce: a permanent address failure, 5.1.x).",
     ["reason"],
 )
 SMTP_POOL_IN_USE = Gauge("nudge_smtp_pool_connections_in_use", "SMTP connections lent out now.")

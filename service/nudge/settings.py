@@ -263,7 +263,7 @@ class Settings:
             # Retired secrets still accepted when verifying links (rotation; docs/links.md).
             token_secrets_previous=tuple(part.encode() for part in previous),
             web_port=_port(env, "NUDGE_WEB_PORT", defaults.web_port),
-            tracking_enabled=_flag(env.get("NUDGE_TRACKING", "1"), "NUDGE_TRACKING"),
+            tracking_enabled=_flag(env.get("NUDGE_TRACKING", "").strip() or "1", "NUDGE_TRACKING"),
             log_format=_choice(env, "NUDGE_LOG_FORMAT", ("json", "console"), defaults.log_format),
             log_level=_log_level(env, "NUDGE_LOG_LEVEL", defaults.log_level),
         )
@@ -291,10 +291,12 @@ def _token_secrets(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 def _flag(value: str, name: str) -> bool:
+    # Blank means unset, as for every other variable: a template that left it empty keeps the
+    # default rather than switching the feature off.
     lowered = value.strip().lower()
     if lowered in _TRUE:
         return True
-    if lowered in (*_FALSE, ""):
+    if lowered in _FALSE:
         return False
     raise ConfigError(f"{name}={value!r}: use 1 or 0")
 

@@ -192,6 +192,13 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert (code, out.startswith("usage: nudge render")) == (0, True)
 
 
+def test_python_dash_m_nudge_is_the_nudge_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "nudge", "--version"], capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stdout) == (0, f"nudge {metadata.version('nudge')}\n")
+
+
 def test_the_processor_takes_host_and_still_its_old_name_web_host() -> None:
     import argparse
 

@@ -134,6 +134,9 @@ def test_a_bad_value_is_refused_at_start_naming_its_variable(name: str, value: s
             '"Nudge Shop, Inc." <shop@example.com>',
         ),
         ("NUDGE_MAIL_FROM", " ", "mail_from", "Nudge Shop <shop@example.com>"),
+        ("NUDGE_TRACKING", "0", "tracking_enabled", False),
+        ("NUDGE_TRACKING", "", "tracking_enabled", True),  # blank is unset, not off
+        ("NUDGE_TRACKING", " ", "tracking_enabled", True),
         ("KAFKA_BOOTSTRAP_SERVERS", " kafka:9092 ", "kafka_bootstrap_servers", "kafka:9092"),
     ],
 )
