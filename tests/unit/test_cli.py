@@ -145,6 +145,19 @@ def test_the_hint_names_nudge_journeys_when_the_path_came_from_it(
     assert "hint: set NUDGE_JOURNEYS to an existing file" in err
 
 
+def test_the_sender_needs_a_journeys_file_it_can_read(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender reads its quiet hours and graces from NUDGE_JOURNEYS, as the processor does: a
+    file it cannot read stops it at start with exit code 2, before any broker is asked."""
+    monkeypatch.setenv("NUDGE_JOURNEYS", "missing.yaml")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", NO_KAFKA)
+    code, _, err = run(["sender", "--port", "0"], capsys)
+    assert code == 2
+    assert "nudge sender: cannot start: missing.yaml: cannot read" in err
+    assert "hint: set NUDGE_JOURNEYS to an existing file" in err
+
+
 def test_validate_names_file_line_and_field_of_a_bad_coupon_validity(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+import nudge
 from nudge.errors import ConfigError
 from nudge.settings import Settings, SmtpSettings
 
@@ -142,6 +144,17 @@ def test_a_bad_value_is_refused_at_start_naming_its_variable(name: str, value: s
 )
 def test_a_good_value_is_read(name: str, value: str, field: str, read: object) -> None:
     assert getattr(Settings.from_env({name: value}), field) == read
+
+
+def test_the_spec_defaults() -> None:
+    """SPEC §7: Kafka at localhost:9092, every name under `nudge.`, the shipped journeys file,
+    waits and windows as written (scale 1)."""
+    read = Settings.from_env({})
+    assert read.kafka_bootstrap_servers == "localhost:9092"
+    assert read.topic_prefix == "nudge."
+    assert read.journeys_path == Path(nudge.__file__).with_name("journeys.yaml")
+    assert read.journeys_path.is_file()
+    assert read.delay_scale == 1.0
 
 
 def test_unset_variables_keep_their_defaults() -> None:

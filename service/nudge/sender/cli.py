@@ -1,7 +1,8 @@
 """`nudge sender`: run the sender until SIGTERM/SIGINT, with /metrics, /livez and /readyz.
 
 Exit codes: 0 after a clean drain, 1 when it stopped on an error (Kafka unreachable, a bug) —
-uncommitted commands are then redelivered to whichever sender runs next.
+uncommitted commands are then redelivered to whichever sender runs next; 2 when the journeys file
+(`NUDGE_JOURNEYS`, read for its quiet hours and graces) is invalid.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from nudge import logs, metrics
-from nudge.commandline import FAILURE, error, kafka_unreachable, port
+from nudge.commandline import FAILURE, USAGE, error, kafka_unreachable, port
+from nudge.errors import ConfigError
+from nudge.journeys.loader import load_journeys
 from nudge.sender.compose import sender_identity
 from nudge.sender.pool import SmtpPool
 from nudge.sender.service import SenderService
+from nudge.sender.timeliness import MarketingWindow
 from nudge.settings import Settings
 
 log = structlog.get_logger("nudge.sender")
@@ -41,7 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace, settings: Settings) -> int:
     logs.configure(fmt=settings.log_format, level=settings.log_level, service="sender")
     http_port = settings.sender_metrics_port if args.port is None else args.port
-    return asyncio.run(run(settings, http_port=http_port, http_host=args.host))
+    try:
+        # The processor's quiet hours and graces, for marketing mail that waited in the sender.
+        window = MarketingWindow.from_journeys(load_journeys(settings.journeys_path))
+    except ConfigError as err:
+        log.error("sender.cannot_start", error=str(err))
+        error("sender", f"cannot start: {err}")
+        return USAGE
+    return asyncio.run(run(settings, http_port=http_port, http_host=args.host, window=window))
 
 
 def make_pool(settings: Settings) -> SmtpPool:
@@ -54,14 +65,20 @@ def make_pool(settings: Settings) -> SmtpPool:
     )
 
 
-async def run(settings: Settings, *, http_port: int, http_host: str = "127.0.0.1") -> int:
+async def run(
+    settings: Settings,
+    *,
+    http_port: int,
+    http_host: str = "127.0.0.1",
+    window: MarketingWindow | None = None,
+) -> int:
     """The whole process: signals, HTTP endpoints, the service; returns the exit code."""
     metrics.describe_process("sender")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    service = SenderService(settings, mailer=make_pool(settings))
+    service = SenderService(settings, mailer=make_pool(settings), window=window)
     metrics.report_readiness("sender", lambda: service.ready)
     try:
         runner = await _start_http(service, http_host, http_port) if http_port else None

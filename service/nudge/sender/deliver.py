@@ -2,13 +2,13 @@
 
 `Delivery.handle` decodes the record, takes the idempotency key's lock (two copies of one command
 in this process never race), checks the ledger (already sent → `duplicate`), the suppression
-list and contact policy (→ `suppressed`), waits for the recipient domain's throttle and a send
-slot, checks the ledger and the gate once more (they may have changed during the waits), renders
-and builds the mail (a broken template or a bad address → dead-letter + `failed`), records
-`sending` in the ledger (acknowledged before the SMTP transaction starts), sends through the
-`Mailer`, classifies the reply and records the outcome: the ledger, a delivery record, and a
-retry, suppression or dead letter. It returns only when every one of those writes is
-acknowledged — then, and only then, may the offset be committed.
+list and contact policy, and for marketing mail the quiet hours and the grace (→ `suppressed`),
+waits for the recipient domain's throttle and a send slot, checks all that once more (it may
+have changed during the waits), renders and builds the mail (a broken template or a bad
+address → dead-letter + `failed`), records `sending` in the ledger (acknowledged before the SMTP
+transaction starts), sends through the `Mailer`, classifies the reply and records the outcome:
+the ledger, a delivery record, and a retry, suppression or dead letter. It returns only when
+every one of those writes is acknowledged — then, and only then, may the offset be committed.
 
 An unexpected exception while decoding or composing (pure functions of the record) dead-letters
 that one command as `processing_error`, logged with its traceback; an exception from `Outputs`
@@ -40,6 +40,7 @@ from nudge.sender.render import Renderer
 from nudge.sender.retry import plan_retry, retry_headers
 from nudge.sender.suppression import SUPPRESSIONS_TOPIC, Gate, address_key, encode_suppression
 from nudge.sender.throttle import DomainThrottle
+from nudge.sender.timeliness import MarketingWindow
 from nudge.settings import Settings
 from nudge.topics import Topics
 
@@ -135,6 +136,7 @@ class Delivery:
         gate: Gate,
         outputs: Outputs,
         throttle: DomainThrottle,
+        window: MarketingWindow | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rand: Callable[[], float] = random.random,
         slots: int = 32,
@@ -148,6 +150,8 @@ class Delivery:
         self.gate = gate
         self.outputs = outputs
         self.throttle = throttle
+        # The journeys file's quiet hours and graces (the processor's); the shipped ones if None.
+        self.window = window or MarketingWindow()
         self.clock = clock
         self.rand = rand
         self.locks = KeyLocks()
@@ -242,14 +246,15 @@ class Delivery:
         )
 
     async def _stopped(self, command: SendCommand, attempt: int, fields: dict[str, Any]) -> bool:
-        """Record `duplicate` (key already sent) or `suppressed` (gate) and say so; else False."""
+        """Record `duplicate` (key already sent) or `suppressed` (gate; a marketing mail in the
+        quiet hours or past its grace) and say so; else False."""
         if self.ledger.is_done(command.idempotency_key):
             log.info("sender.duplicate", **fields)
             await self.outputs.write_many(
                 [self._record(command, "duplicate", attempt, reason="already_sent")]
             )
             return True
-        blocked = self.gate.blocked(command)
+        blocked = self.gate.blocked(command) or self.window.closed(command, self.clock())
         if blocked is not None:
             log.info("sender.suppressed", reason=blocked, **fields)
             await self.outputs.write_many(

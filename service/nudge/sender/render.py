@@ -396,7 +396,7 @@ def kind_in_journeys(settings: Settings, template: str) -> str:
     """The kind of the first step (or A/B variant of one) that sends `template` in the configured
     journeys file, so a preview shows what recipients get; "transactional" when none does or the
     file cannot be read (`nudge validate` is the place to learn why)."""
-    from nudge.journeys.loader import load_journeys  # the sender itself never needs it
+    from nudge.journeys.loader import load_journeys  # only a preview needs it here
 
     try:
         config = load_journeys(settings.journeys_path)

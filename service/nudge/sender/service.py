@@ -43,6 +43,7 @@ from nudge.sender.retry import read_retry_headers, retry_topics
 from nudge.sender.suppression import SUPPRESSIONS_TOPIC, Gate
 from nudge.sender.tables import TableFollower
 from nudge.sender.throttle import DomainThrottle
+from nudge.sender.timeliness import MarketingWindow
 from nudge.settings import Settings
 from nudge.topics import Topics
 
@@ -79,8 +80,11 @@ class KafkaOutputs(Outputs):
 class SenderService:
     """One sender process: consumer group member, SMTP pool user, outcome writer."""
 
-    def __init__(self, settings: Settings, *, mailer: Mailer) -> None:
+    def __init__(
+        self, settings: Settings, *, mailer: Mailer, window: MarketingWindow | None = None
+    ) -> None:
         self.settings = settings
+        self.window = window
         self.topics = Topics(settings.topic_prefix)
         self.mailer = mailer
         self.ledger = KeyLedger()
@@ -160,6 +164,7 @@ class SenderService:
                 gate=self.gate,
                 outputs=KafkaOutputs(producer),
                 throttle=DomainThrottle(settings.domain_throttles),
+                window=self.window,
                 slots=max(16, SLOTS_PER_CONNECTION * settings.smtp_max_connections),
             )
             consumer = AIOKafkaConsumer(

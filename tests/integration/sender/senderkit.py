@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -18,6 +18,14 @@ from nudge.commands import DeliveryRecord, SendCommand
 from nudge.settings import Settings
 from nudge.testkafka import Record, read_topic
 from nudge.topics import Topics
+
+
+def daytime_now() -> datetime:
+    """Now, in a fixed-offset zone where it is about 12:00: a marketing command made at this
+    moment is outside the quiet hours and within its grace (nudge.sender.timeliness)."""
+    now = datetime.now(UTC)
+    offset = (12 - now.hour + 12) % 24 - 12  # in -12..11 hours
+    return now.astimezone(timezone(timedelta(hours=offset)))
 
 
 def make_command(**overrides: Any) -> SendCommand:

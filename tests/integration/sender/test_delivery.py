@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from senderkit import Cluster, make_command
+from senderkit import Cluster, daytime_now, make_command
 
 from nudge.codec import decode_delivery
 from nudge.deadletter import read_headers
@@ -76,6 +76,7 @@ async def test_english_marketing_mail_carries_one_click_unsubscribe(
         kind="marketing",
         template="cart_reminder_1",
         locale="en-US",
+        created_at=daytime_now(),
         variables={
             "name": None,
             "items": [{"product_id": "p-9", "name": "Tea set", "price": 4800, "quantity": 1}],
@@ -281,6 +282,7 @@ async def test_contact_policy_is_checked_right_before_sending(
         step="winback_2",
         template="winback_2",
         variables={"name": "山田 花子"},
+        created_at=daytime_now(),
     )
     transactional = make_command(user_id=user)
     start_sender()  # type: ignore[operator]

@@ -59,6 +59,25 @@ def test_emptying_the_cart_ends_the_journey() -> None:
     assert ("reminder_1", "exited") in played.reasons("cart_abandonment")
 
 
+def test_emptying_the_cart_between_the_reminders_cancels_reminder_2() -> None:
+    """After reminder_1, removing the last item ends the run (`exited`); the next cart is a new
+    cart with reminders of its own."""
+    played = play(
+        [
+            cart_add(T0, user=HANA),
+            ev("cart.item_removed", at("2026-11-22 12:00"), product_id="p-1"),
+            cart_add(at("2026-11-24 10:00"), product="p-2"),
+        ],
+        until=LATER,
+    )
+    assert played.mails("cart_abandonment") == [
+        ("cart_abandonment", "reminder_1", "2026-11-22 11:00"),
+        ("cart_abandonment", "reminder_1", "2026-11-24 11:00"),
+        ("cart_abandonment", "reminder_2", "2026-11-25 11:00"),
+    ]
+    assert ("reminder_2", "exited") in played.reasons("cart_abandonment")
+
+
 def test_a_cart_gets_at_most_two_reminders_however_often_it_changes() -> None:
     """Changes after reminder_2 do not start a new sequence for the same cart."""
     played = play(

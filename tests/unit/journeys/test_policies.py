@@ -441,6 +441,44 @@ def test_delay_scale_shrinks_the_conversion_window(minutes: int, converts: bool)
     assert conversions == ([("cart_abandonment", "reminder_1")] if converts else [])
 
 
+@pytest.mark.parametrize(("first_view", "offered"), [(60, False), (100, True)])
+def test_delay_scale_shrinks_the_frequency_cap_window(first_view: int, offered: bool) -> None:
+    """At 0.001 the cap's 24 h are 86.4 s: after thank_you and reminder_1 at 3.6 s, a browse
+    offer at 63.8 s is the third within the window (`frequency_capped`), one at 103.8 s goes."""
+    engine = Engine(SHIPPED, delay_scale=0.001)
+    views = [
+        ev("product.viewed", T0 + timedelta(seconds=first_view + n), product_id="p-5")
+        for n in range(3)
+    ]
+    events = [
+        order(T0, user=HANA),
+        cart_add(T0),
+        ev("cart.item_removed", T0 + timedelta(seconds=10), product_id="p-1"),
+        *views,
+    ]
+    played = play(events, until=at("2026-11-22 10:05"), engine=engine)
+    assert played.reasons("browse_abandonment") == [
+        ("offer", "sent" if offered else "frequency_capped")
+    ]
+
+
+def test_delay_scale_shrinks_the_once_per_product_period() -> None:
+    """At 0.001 "once per product per 30 days" is once per 43.2 minutes: three more views after
+    30 minutes bring nothing, after 50 minutes a second offer."""
+    engine = Engine(SHIPPED, delay_scale=0.001)
+
+    def three_views(minute: int) -> list[Event]:
+        start = T0 + timedelta(minutes=minute)
+        return [
+            ev("product.viewed", start + timedelta(seconds=n), product_id="p-5") for n in range(3)
+        ]
+
+    events = [ev("user.updated", T0, user=HANA), *three_views(0), *three_views(30)]
+    played = play([*events, *three_views(50)], until=at("2026-11-22 11:00"), engine=engine)
+    offers = [c.created_at for c in played.commands if c.journey == "browse_abandonment"]
+    assert offers == [T0 + timedelta(seconds=3.8), T0 + timedelta(minutes=50, seconds=3.8)]
+
+
 def test_wake_at_is_the_earliest_pending_thing_in_utc() -> None:
     """After a cart change at 10:00 JST the next wake-up is 11:00 JST (02:00 UTC)."""
     outcome = Engine(SHIPPED).on_event(None, cart_add(T0, user=HANA), T0)

@@ -154,6 +154,24 @@ def test_an_unsorted_log_is_read_in_time_order(tmp_path: Path) -> None:
     assert _simulate(unsorted, tmp_path / "a")[0] == _simulate(in_order, tmp_path / "b")[0]
 
 
+def test_the_journeys_file_given_with_journeys_is_the_one_run(log: Path, tmp_path: Path) -> None:
+    """`--journeys FILE` replaces the shipped journeys: a file with order_confirmation alone
+    gives order confirmations and nothing else."""
+    only = tmp_path / "only.yaml"
+    only.write_text(
+        "version: 1\n"
+        "journeys:\n"
+        "  order_confirmation:\n"
+        "    kind: transactional\n"
+        "    trigger: {event: order.completed}\n"
+        "    steps: [{name: confirmation, template: order_confirmation}]\n"
+    )
+    commands, _, report = _simulate(log, tmp_path, "--journeys", str(only))
+    journeys = {orjson.loads(line)["journey"] for line in commands.splitlines()}
+    assert journeys == {"order_confirmation"}
+    assert set(report["journeys"]) == {"order_confirmation"}  # type: ignore[arg-type]
+
+
 def test_validate_accepts_the_shipped_file_and_rejects_a_bad_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from journeys.kit import HANA, at, ev, order, play, signup
+from journeys.kit import HANA, at, cart_add, ev, order, play, signup
 from nudge.events import Event
 
 NIGHT = at("2026-11-22 23:30")
@@ -62,6 +62,27 @@ def test_transactional_mail_goes_at_once_even_at_night_without_consent(
     assert command.trigger_event_id == event.event_id
     assert {k: command.variables[k] for k in variables} == variables
     assert "name" in command.variables
+
+
+def test_transactional_mail_ignores_the_frequency_cap() -> None:
+    """Two marketing mails already went today (thank_you 11:00, reminder_1 12:00), the cap's
+    most: a password reset at 12:30 still goes at once."""
+    reset = ev(
+        "password_reset.requested",
+        at("2026-11-22 12:30"),
+        reset_url="https://shop.example/reset/abc",
+        expires_at="2026-11-22T13:00:00+09:00",
+    )
+    played = play(
+        [order(at("2026-11-22 10:00"), user=HANA), cart_add(at("2026-11-22 11:00")), reset],
+        until=at("2026-11-22 13:00"),
+    )
+    assert played.mails() == [
+        ("order_confirmation", "confirmation", "2026-11-22 10:00"),
+        ("first_purchase", "thank_you", "2026-11-22 11:00"),
+        ("cart_abandonment", "reminder_1", "2026-11-22 12:00"),
+        ("password_reset", "reset_link", "2026-11-22 12:30"),
+    ]
 
 
 def test_order_confirmation_lists_the_items() -> None:

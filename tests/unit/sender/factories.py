@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from nudge.commands import SendCommand
 from nudge.sender.render import sample_variables
 
 NOW = datetime(2026, 11, 22, 1, 15, tzinfo=UTC)
+# `created_at` is the engine's "now" in the user's zone (docs/dev/contracts.md): 10:15 in Tokyo.
+MADE = NOW.astimezone(ZoneInfo("Asia/Tokyo"))
 
 
 def command(**overrides: object) -> SendCommand:
@@ -22,7 +25,7 @@ def command(**overrides: object) -> SendCommand:
         "template": "order_confirmation",
         "locale": "ja",
         "to": "hana@example.jp",
-        "created_at": NOW,
+        "created_at": MADE,
         "variables": sample_variables()["order_confirmation"],
     }
     base.update(overrides)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -62,6 +63,7 @@ def make_rig(
     renderer: Renderer | None = None,
     throttle: DomainThrottle | None = None,
     outputs: RecordingOutputs | None = None,
+    now: datetime = NOW,
 ) -> Rig:
     mailer = RecordingMailer()
     outputs = outputs or RecordingOutputs()
@@ -73,7 +75,7 @@ def make_rig(
         gate=Gate(),
         outputs=outputs,
         throttle=throttle or DomainThrottle([]),
-        clock=lambda: NOW,
+        clock=lambda: now,
         rand=lambda: 0.5,
     )
     return Rig(delivery=delivery, mailer=mailer, outputs=outputs)
@@ -188,6 +190,57 @@ async def test_contact_policy_stops_marketing_but_not_transactional(rig: Rig) ->
         ("sent", None),
         ("suppressed", "user_deleted"),
     ]
+
+
+async def test_delivery_records_are_keyed_by_user_id(rig: Rig) -> None:
+    """SPEC §1: `deliveries` is keyed by user_id (the processor places state by key), for every
+    outcome: sent, duplicate, suppressed."""
+    await rig.delivery.handle(Record(encode_command(command())), 1)
+    await rig.delivery.handle(Record(encode_command(command())), 1)
+    deleted = ContactPolicy(user_id="u-42", marketing_allowed=False, deleted=True, at=NOW)
+    rig.delivery.gate.apply_policy("u-42", encode_policy(deleted))
+    await rig.delivery.handle(Record(encode_command(command(idempotency_key="k-2"))), 1)
+    records = rig.on("t.deliveries")
+    assert [decode_delivery(v).status for _, v, _ in records] == ["sent", "duplicate", "suppressed"]
+    assert {key for key, _, _ in records} == {b"u-42"}
+
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+@pytest.mark.parametrize(
+    ("made", "attempt", "reason"),
+    [
+        # greylisted at 20:59, retried 90 s later: the quiet hours have begun
+        ("2026-11-22T20:59:00", "2026-11-22T21:00:30", "quiet_hours"),
+        # the sender was down for two hours: not sent in a burst when it comes back
+        ("2026-11-22T10:00:00", "2026-11-22T12:00:00", "stale"),
+    ],
+    ids=["retried into the quiet hours", "waited past its grace"],
+)
+async def test_marketing_mail_that_waited_in_the_sender_keeps_spec_timing(
+    made: str, attempt: str, reason: str
+) -> None:
+    """SPEC §8: marketing mail never goes between 21:00 and 09:00 local nor more than its grace
+    late, also after waiting for a retry or a backlog; transactional mail still goes."""
+    rig = make_rig(now=datetime.fromisoformat(attempt).replace(tzinfo=TOKYO))
+    created_at = datetime.fromisoformat(made).replace(tzinfo=TOKYO)
+    marketing = command(
+        idempotency_key="k-m",
+        journey="cart_abandonment",
+        step="reminder_1",
+        kind="marketing",
+        template="cart_reminder_1",
+        variables=sample_variables()["cart_reminder_1"],
+        created_at=created_at,
+    )
+    await rig.delivery.handle(Record(encode_command(marketing)), 2)
+    await rig.delivery.handle(Record(encode_command(command(created_at=created_at))), 2)
+    assert [(r.journey, r.status, r.reason) for r in rig.deliveries()] == [
+        ("cart_abandonment", "suppressed", reason),
+        ("order_confirmation", "sent", None),
+    ]
+    assert len(rig.mailer.sent) == 1
 
 
 async def test_undecodable_and_unrenderable_commands_are_dead_lettered(rig: Rig) -> None:
