@@ -16,7 +16,6 @@ import base64
 import importlib.util
 import re
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -224,7 +223,11 @@ def test_the_loop_unsubscribe_click_and_conversion(stack: Stack, tmp_path: Path)
     asyncio.run(publish(settings, views))
     offer = "browse_abandonment/offer"
     mails = stack.wait_for_mails(has(offer, stayer), timeout=60)
-    time.sleep(3)  # the leaver's offer was due at the same moment: give it every chance to show
+    # The leaver's offer comes due too, and is skipped as unsubscribed; only then may the orders
+    # below end the journey (an order first would cancel the offer for another reason).
+    processor.wait_for_metric(
+        "nudge_not_sent_total", 1, journey="browse_abandonment", step="offer", reason="unsubscribed"
+    )
 
     # 5. Both order: transactional mail reaches both, marketing only the stayer.
     asyncio.run(publish(settings, [users.order("leaver"), users.order("stayer")]))

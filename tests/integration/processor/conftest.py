@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 
 from nudge.testing import Service, ServiceError, Services, wait_until
 from nudge.testkafka import Record, read_topic
@@ -37,6 +38,22 @@ def daytime_zone() -> str:
         if 10 <= datetime.now(ZoneInfo(name)).hour < 19:
             return name
     return "Asia/Tokyo"  # pragma: no cover - some listed zone is always in its day
+
+
+def partition_of(user_id: str, partitions: int) -> int:
+    """The partition of a user's records: Kafka's default partitioner (murmur2 of the key), which
+    the tests' producer and the processor's both use, for events and commands alike."""
+    return int(murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def one_user_per_partition(stem: str, partitions: int) -> list[str]:
+    """A user id in each partition, in partition order: the first `stem-<n>` landing there."""
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < partitions:
+        found.setdefault(partition_of(f"{stem}-{n}", partitions), f"{stem}-{n}")
+        n += 1
+    return [found[p] for p in range(partitions)]
 
 
 def owned_partitions(readyz: str) -> set[int]:
@@ -89,9 +106,15 @@ class Worker:
         self.service.wait_ready(timeout, until=holds)
         return owned
 
-    def metric(self, name: str) -> float:
-        """Sum of every sample of one metric in /metrics."""
-        return self.service.metric(name)
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of one metric in /metrics (those with `labels`, if given)."""
+        return self.service.metric(name, **labels)
+
+    def wait_for_metric(
+        self, name: str, minimum: float, timeout: float = 30.0, **labels: str
+    ) -> float:
+        """Wait until `metric(name, **labels)` reaches `minimum`; returns its value."""
+        return self.service.wait_for_metric(name, minimum, timeout, **labels)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         return self.service.stop(sig, timeout)
@@ -174,9 +197,10 @@ class Kafka:
     def send_events(self, *events: dict[str, Any]) -> None:
         self.produce([(e["user_id"].encode(), orjson.dumps(e)) for e in events])
 
-    def read(self, topic: str, timeout: float = 30.0) -> list[Record]:
-        """Every record in `topic` now (all partitions), read from the beginning."""
-        return asyncio.run(read_topic(self.bootstrap, topic, timeout=timeout))
+    def read(self, topic: str, *, at_least: int = 0, timeout: float = 30.0) -> list[Record]:
+        """Every record in `topic` now (all partitions), read from the beginning; with
+        `at_least`, once there are that many (nudge.testkafka)."""
+        return asyncio.run(read_topic(self.bootstrap, topic, at_least=at_least, timeout=timeout))
 
     def commands(self) -> list[dict[str, Any]]:
         return [orjson.loads(r.value or b"") for r in self.read(self.topics.send_commands)]

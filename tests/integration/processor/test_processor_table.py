@@ -4,7 +4,6 @@ the partition databases, changelog records produced per batch, in Faust's own fo
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 
@@ -34,17 +33,11 @@ def test_each_write_reaches_the_changelog_of_its_partition_and_restores_elsewher
     kafka.send_events(
         *(event("cart.item_added", u, event_id=f"e-{u}", zone=zone, **CART) for u in USERS)
     )
-    deadline = time.monotonic() + 30
-    while first.metric("nudge_events_consumed_total") < len(USERS):
-        assert time.monotonic() < deadline, cluster.logs()
-        time.sleep(0.2)
+    first.wait_for_metric("nudge_events_consumed_total", len(USERS))
 
     changelog = f"{kafka.topics.processor_app_id}-{TABLE_NAME}-changelog"
     events = {r.key: r.partition for r in kafka.read(kafka.topics.events)}
-    deadline = time.monotonic() + 10
-    while len(stored := kafka.read(changelog)) < len(USERS):
-        assert time.monotonic() < deadline, f"{len(stored)} changelog records"
-        time.sleep(0.2)
+    stored = kafka.read(changelog, at_least=len(USERS), timeout=10)
     assert sorted(r.key.decode() for r in stored) == sorted(USERS)
     for record in stored:
         assert record.partition == events[record.key]
@@ -66,9 +59,4 @@ def test_each_write_reaches_the_changelog_of_its_partition_and_restores_elsewher
 
 def _pending(worker: Worker) -> float:
     # The pending-timers gauge is sampled every 5 s (and set when a due index loads).
-    deadline = time.monotonic() + 15
-    while True:
-        pending = worker.metric("nudge_pending_timers")
-        if pending or time.monotonic() > deadline:
-            return pending
-        time.sleep(0.5)
+    return worker.wait_for_metric("nudge_pending_timers", len(USERS), timeout=15)

@@ -47,9 +47,12 @@ def sender_settings(make_settings: Callable[..., Settings], sink: SmtpSink) -> S
 
 
 @pytest.fixture
-def sender_services(services: Services, sender_settings: Settings) -> Services:
+async def sender_services(services: Services, sender_settings: Settings) -> AsyncIterator[Services]:
     """`services` (nudge.testing) set to run `nudge sender` processes on this test's topics,
-    against its sink: `services.start("sender")`. Their logs are JSON, warnings and up."""
+    against its sink: `services.start("sender")`. Their logs are JSON, warnings and up.
+
+    They are stopped while the event loop still runs the sink: a sender drains into it on
+    SIGTERM, and `services`' own (blocking) stop would leave it unanswered until the SIGKILL."""
     services.env.update(
         {
             "KAFKA_BOOTSTRAP_SERVERS": sender_settings.kafka_bootstrap_servers,
@@ -59,7 +62,10 @@ def sender_services(services: Services, sender_settings: Settings) -> Services:
             "NUDGE_LOG_LEVEL": "WARNING",
         }
     )
-    return services
+    try:
+        yield services
+    finally:
+        await services.stop_all_async()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ A plain module (not conftest) so tests can import it; pytest puts this directory
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -15,8 +14,9 @@ from aiokafka import AIOKafkaProducer
 
 from nudge.codec import decode_delivery, encode_command
 from nudge.commands import DeliveryRecord, SendCommand
+from nudge.sender.retry import retry_topics
 from nudge.settings import Settings
-from nudge.testkafka import Record, read_topic
+from nudge.testkafka import Record, read_topic, wait_until_caught_up
 from nudge.topics import Topics
 
 
@@ -83,8 +83,14 @@ class Cluster:
         records = await self.read(self.topics.deliveries, count, limit)
         return [decode_delivery(r.value) for r in records]
 
-    async def settle(self, topic: str, expected: int, quiet: float = 1.5) -> list[Record]:
-        """Wait for `expected` records, then `quiet` more seconds to catch any extra ones."""
-        await self.read(topic, expected)
-        await asyncio.sleep(quiet)
-        return await self.read(topic, expected)
+    async def handled(self, limit: float = 30.0) -> None:
+        """Wait until the sender has finished everything published so far, retries included.
+
+        The sender commits a record only once its outcome is written (mail, delivery record,
+        retry, dead letter), so when its group has committed every source topic to the end, no
+        mail for those commands is still on its way (TimeoutError after `limit` s).
+        """
+        sources = [self.topics.send_commands, *retry_topics(self.topics)]
+        await wait_until_caught_up(
+            self.settings.kafka_bootstrap_servers, self.topics.sender_group, sources, timeout=limit
+        )

@@ -44,7 +44,7 @@ async def test_sigkill_mid_batch_then_restart_loses_nothing(
     sender.start()
     async with asyncio.timeout(90):
         received = await sink.wait_for(len(commands))
-    await asyncio.sleep(1.5)
+    await cluster.handled(limit=60)
     keys = Counter(r.message()["X-Nudge-Idempotency-Key"] for r in sink.received)
     assert set(keys) == {c.idempotency_key for c in commands}, "lost mail"
     resent = sum(n - 1 for n in keys.values())
@@ -69,7 +69,7 @@ async def test_sigterm_drains_in_flight_mail_and_restart_sends_no_duplicate(
     sender.start()
     async with asyncio.timeout(90):
         await sink.wait_for(len(commands))
-    await asyncio.sleep(1.5)
+    await cluster.handled(limit=60)
     keys = Counter(r.message()["X-Nudge-Idempotency-Key"] for r in sink.received)
     assert set(keys) == {c.idempotency_key for c in commands}
     assert max(keys.values()) == 1, "a graceful stop must not leave ambiguous keys"
