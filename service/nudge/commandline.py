@@ -17,7 +17,7 @@ from typing import Final, TypeVar
 
 USAGE: Final = 2
 FAILURE: Final = 1
-# The fix `kafka_unreachable` (and `nudge produce`) name for a broker out of reach.
+# The fix `logs.kafka_unreachable` (and `nudge produce`) name for a broker out of reach.
 KAFKA_HINT: Final = "start a broker (make kafka) or set KAFKA_BOOTSTRAP_SERVERS"
 
 Number = TypeVar("Number", int, float)
@@ -26,30 +26,6 @@ Number = TypeVar("Number", int, float)
 def error(command: str, message: str, *, hint: str = "") -> None:
     """One line on stderr: `nudge COMMAND: what and where; how to fix it`."""
     print(f"nudge {command}: {message}" + (f"; {hint}" if hint else ""), file=sys.stderr)
-
-
-def kafka_unreachable(
-    command: str, bootstrap: str, err: Exception, *, stopped: bool = False
-) -> int:
-    """Report that the service `command` cannot reach the broker at `bootstrap`: the ERROR log
-    line `<command>.kafka_unreachable` (bootstrap, error, hint) for log collectors, the one-line
-    error with `KAFKA_HINT` for the person at the terminal; returns the exit code, FAILURE.
-
-    The line says `cannot reach Kafka at HOST:PORT` when the service was only starting; a
-    service whose whole run ends here (`stopped`: the sender) says `stopped: Kafka at HOST:PORT:
-    ERROR`, since it may have served for days and the error tells what happened.
-    """
-    # Imported here: the commands that never reach a broker (validate, render) do not load it.
-    import structlog
-
-    structlog.get_logger(f"nudge.{command}").error(
-        f"{command}.kafka_unreachable", bootstrap=bootstrap, error=repr(err), hint=KAFKA_HINT
-    )
-    if stopped:
-        error(command, f"stopped: Kafka at {bootstrap}: {err}", hint=KAFKA_HINT)
-    else:
-        error(command, f"cannot reach Kafka at {bootstrap}", hint=KAFKA_HINT)
-    return FAILURE
 
 
 def reason(err: OSError, path: object) -> str:

@@ -22,6 +22,8 @@ import orjson
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
+from nudge.commandline import FAILURE, KAFKA_HINT, error
+
 ADDRESS_KEYS = frozenset({"to", "email", "address", "recipient", "rcpt", "mail_to"})
 """Event keys whose values are e-mail addresses: logged as `h***@example.jp`."""
 
@@ -158,3 +160,24 @@ def _dumps(obj: MutableMapping[str, Any], **kw: Any) -> str:
 def _is_tty(stream: TextIO) -> bool:
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
+
+
+def kafka_unreachable(
+    command: str, bootstrap: str, err: Exception, *, stopped: bool = False
+) -> int:
+    """Report that the service `command` cannot reach the broker at `bootstrap`: the ERROR log
+    line `<command>.kafka_unreachable` (bootstrap, error, hint) for log collectors, the one-line
+    error with `commandline.KAFKA_HINT` for the person at the terminal; returns FAILURE.
+
+    The line says `cannot reach Kafka at HOST:PORT` when the service was only starting; a
+    service whose whole run ends here (`stopped`: the sender) says `stopped: Kafka at HOST:PORT:
+    ERROR`, since it may have served for days and the error tells what happened.
+    """
+    structlog.get_logger(f"nudge.{command}").error(
+        f"{command}.kafka_unreachable", bootstrap=bootstrap, error=repr(err), hint=KAFKA_HINT
+    )
+    if stopped:
+        error(command, f"stopped: Kafka at {bootstrap}: {err}", hint=KAFKA_HINT)
+    else:
+        error(command, f"cannot reach Kafka at {bootstrap}", hint=KAFKA_HINT)
+    return FAILURE

@@ -278,7 +278,7 @@ def test_an_unreachable_broker_is_one_line_with_the_hint_and_exit_code_1(
 def test_a_service_that_cannot_reach_the_broker_logs_it_and_exits_with_1(
     command: str, tmp_path: Path
 ) -> None:
-    """Both services report it through `nudge.commandline.kafka_unreachable`: a
+    """Both services report it through `nudge.logs.kafka_unreachable`: a
     `<command>.kafka_unreachable` ERROR log line, and the one line on stderr (the sender's says
     it stopped, with the error: its run ends there, at start or after days)."""
     done = nudge_process(

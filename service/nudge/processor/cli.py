@@ -15,7 +15,7 @@ import structlog
 from aiokafka.errors import KafkaError
 
 from nudge import logs, metrics
-from nudge.commandline import USAGE, error, kafka_unreachable, number
+from nudge.commandline import USAGE, error, number
 from nudge.errors import ConfigError
 from nudge.processor.app import ProcessorOptions, create_processor
 from nudge.processor.engine_codec import EngineCodec
@@ -108,7 +108,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         error("processor", f"cannot start: {err}")
         return USAGE
     except KafkaError as err:
-        return kafka_unreachable("processor", settings.kafka_bootstrap_servers, err)
+        return logs.kafka_unreachable("processor", settings.kafka_bootstrap_servers, err)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     processor = create_processor(settings, engine=engine, codec=codec, options=options)

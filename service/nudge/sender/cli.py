@@ -16,7 +16,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from nudge import logs, metrics
-from nudge.commandline import FAILURE, USAGE, error, kafka_unreachable, port
+from nudge.commandline import FAILURE, USAGE, error, port
 from nudge.errors import ConfigError
 from nudge.journeys.loader import load_journeys
 from nudge.sender.compose import sender_identity
@@ -113,7 +113,7 @@ async def run(
     try:
         return await service.run(stop)
     except KafkaError as err:
-        return kafka_unreachable("sender", settings.kafka_bootstrap_servers, err, stopped=True)
+        return logs.kafka_unreachable("sender", settings.kafka_bootstrap_servers, err, stopped=True)
     finally:
         if runner is not None:
             await runner.cleanup()

@@ -1,4 +1,4 @@
-"""`nudge.commandline.kafka_unreachable`: the one report every service gives of a broker it
+"""`nudge.logs.kafka_unreachable`: the one report every service gives of a broker it
 cannot reach (the processor at start, the sender when its run ends on it)."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from structlog.testing import capture_logs
 
-from nudge.commandline import FAILURE, kafka_unreachable
+from nudge.commandline import FAILURE
+from nudge.logs import kafka_unreachable
 
 BOOTSTRAP = "127.0.0.1:1"
 HINT = "start a broker (make kafka) or set KAFKA_BOOTSTRAP_SERVERS"
