@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import orjson
@@ -291,6 +292,14 @@ def test_a_delivery_record_round_trips() -> None:
         to="hana@example.jp",
     )
     assert decode_delivery(encode_delivery(record)) == record
+
+
+def test_encoded_commands_and_deliveries_carry_every_field_in_declaration_order() -> None:
+    """The encoders list fields one by one (faster than a loop): none may be missed or moved."""
+    command_keys = list(_command())
+    delivery_keys = list(_delivery())
+    assert command_keys == [f.name for f in fields(SendCommand)]
+    assert delivery_keys == [f.name for f in fields(DeliveryRecord)]
 
 
 # -- every field, every wrong JSON type ---------------------------------------------------------

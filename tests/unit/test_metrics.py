@@ -242,3 +242,14 @@ async def test_sample_consumer_lag_reads_committed_then_position() -> None:
     )
     await metrics.sample_consumer_lag("samplertest", consumer)
     assert lag_samples("samplertest") == {("s.cmds", "0"): 10, ("s.cmds", "1"): 5}
+
+
+def test_counter_children_count_into_the_series_labels_names() -> None:
+    """A child looked up once and kept counts into the same series as `labels(...)` each time."""
+    children = metrics.CounterChildren(metrics.DELIVERIES)
+    labels = {"status": "sent", "journey": "j-children", "step": "s", "variant": "none"}
+    before = metrics.DELIVERIES.labels(**labels)._value.get()
+    children("sent", "j-children", "s", "none").inc()
+    children("sent", "j-children", "s", "none").inc()
+    assert children("sent", "j-children", "s", "none") is metrics.DELIVERIES.labels(**labels)
+    assert metrics.DELIVERIES.labels(**labels)._value.get() == before + 2

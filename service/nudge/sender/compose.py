@@ -47,14 +47,6 @@ def compose(
     """
     shop_name, envelope_from, domain = sender_identity(settings.mail_from)
     check_header("X-Nudge-Idempotency-Key", command.idempotency_key)
-    ref = MailRef(
-        user_id=command.user_id,
-        command_id=command.command_id,
-        journey=command.journey,
-        step=command.step,
-        variant=command.variant,
-        locale=command.locale,
-    )
     base_url = settings.public_base_url
     shop_name = shop_name or domain
     variables: dict[str, Any] = {
@@ -74,7 +66,15 @@ def compose(
     }
     marketing = command.kind == "marketing"
     unsubscribe = ""
-    if marketing:
+    if marketing:  # only marketing links carry a reference to this mail
+        ref = MailRef(
+            user_id=command.user_id,
+            command_id=command.command_id,
+            journey=command.journey,
+            step=command.step,
+            variant=command.variant,
+            locale=command.locale,
+        )
         unsubscribe = unsubscribe_url(ref, base_url=base_url, secret=settings.token_secret, now=now)
         variables["unsubscribe_url"] = unsubscribe
     rendered = renderer.render(command.template, command.locale, variables)

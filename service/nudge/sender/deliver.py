@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -73,28 +72,52 @@ class RecordingOutputs:
 
 
 class KeyLocks:
-    """One asyncio lock per idempotency key in use, dropped when nobody holds or waits for it."""
+    """One asyncio lock per idempotency key in use, dropped when nobody holds or waits for it.
+
+    `async with locks.hold(key):` — a plain context manager object: the `asynccontextmanager`
+    generator it replaces cost more per mail than the lock itself (docs/sender.md, Performance).
+    """
 
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
+    def hold(self, key: str) -> _KeyHold:
+        return _KeyHold(self._locks, key)
+
+
+class _KeyHold:
+    __slots__ = ("_key", "_locks")
+
+    def __init__(self, locks: dict[str, tuple[asyncio.Lock, int]], key: str) -> None:
+        self._locks = locks
+        self._key = key
+
+    async def __aenter__(self) -> None:
+        locks, key = self._locks, self._key
+        entry = locks.get(key)
+        lock, users = entry if entry is not None else (asyncio.Lock(), 0)
+        locks[key] = (lock, users + 1)
         try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+            await lock.acquire()
+        except BaseException:  # cancelled while waiting: no longer a user
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._locks[self._key][0].release()
+        self._leave()
+
+    def _leave(self) -> None:
+        locks, key = self._locks, self._key
+        lock, users = locks[key]
+        if users <= 1:
+            del locks[key]
+        else:
+            locks[key] = (lock, users - 1)
 
 
 def _processing_error(
-    err: Exception, doing: str, source: Source, fields: dict[str, Any] | None = None
+    err: Exception, doing: str, record: Any, fields: dict[str, Any] | None = None
 ) -> PermanentError:
     """Log `err` with its traceback, count it, and wrap it for the dead-letter topic.
 
@@ -105,9 +128,9 @@ def _processing_error(
     log.error(
         "sender.processing_error",
         doing=doing,
-        topic=source.topic,
-        partition=source.partition,
-        offset=source.offset,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
         exc_info=err,
         **(fields or {}),
     )
@@ -155,6 +178,8 @@ class Delivery:
         self.clock = clock
         self.rand = rand
         self.locks = KeyLocks()
+        self._attempts = metrics.CounterChildren(metrics.SMTP_ATTEMPTS)  # by result
+        self._deliveries = metrics.CounterChildren(metrics.DELIVERIES)  # by status, journey, …
         # Bounds the mails between render and SMTP reply. Small (a few per SMTP connection):
         # rendering far ahead of the connections fills the event loop with CPU work that delays
         # every SMTP reply (docs/sender.md, Performance).
@@ -164,16 +189,15 @@ class Delivery:
 
     async def handle(self, record: Any, attempt: int) -> None:
         """Process one consumed record (a command, or a retry of one) to a recorded outcome."""
-        source = Source(topic=record.topic, partition=record.partition, offset=record.offset)
         try:
             command = decode_command(record.value)
         except InvalidCommand as err:
             log.warning("sender.invalid_command", reason=err.reason, error=str(err))
-            await self.outputs.write_many([self._dead_letter(record, source, err)])
+            await self.outputs.write_many([self._dead_letter(record, err)])
             return
         except Exception as err:  # a bug on this record's bytes: dead-letter it, keep going
-            error = _processing_error(err, "decoding the command", source)
-            await self.outputs.write_many([self._dead_letter(record, source, error)])
+            error = _processing_error(err, "decoding the command", record)
+            await self.outputs.write_many([self._dead_letter(record, error)])
             return
         # Plain keyword arguments for the one log line per outcome, not `log.bind(...)`: binding
         # builds a logger per mail (twice, with the reply), even when the level filters it out.
@@ -186,13 +210,12 @@ class Delivery:
             "attempt": attempt,
         }
         async with self.locks.hold(command.idempotency_key):
-            await self._deliver(command, record, source, attempt, fields)
+            await self._deliver(command, record, attempt, fields)
 
     async def _deliver(
         self,
         command: SendCommand,
         record: Any,
-        source: Source,
         attempt: int,
         fields: dict[str, Any],
     ) -> None:
@@ -214,10 +237,10 @@ class Delivery:
                     log.warning("sender.unrenderable", reason=err.reason, error=str(err), **fields)
                     error = err
                 else:  # compose is pure: a bug on this command's data; dead-letter it, keep going
-                    error = _processing_error(err, "composing the mail", source, fields)
+                    error = _processing_error(err, "composing the mail", record, fields)
                 await self.outputs.write_many(
                     [
-                        self._dead_letter(record, source, error),
+                        self._dead_letter(record, error),
                         self._record(command, "failed", attempt, reason=error.reason),
                     ]
                 )
@@ -235,7 +258,7 @@ class Delivery:
                 before_data=_recorded,
             )
         verdict = classify(reply)
-        await self._outcome(command, record, source, attempt, composed, reply, verdict, True)
+        await self._outcome(command, record, attempt, composed, reply, verdict, True)
         log.info(
             "sender.outcome",
             smtp_code=reply.code,
@@ -267,7 +290,6 @@ class Delivery:
         self,
         command: SendCommand,
         record: Any,
-        source: Source,
         attempt: int,
         composed: Composed,
         reply: Reply,
@@ -278,14 +300,14 @@ class Delivery:
         common: dict[str, Any] = {"smtp_code": code, "smtp_enhanced_code": verdict.enhanced}
         writes: list[Write] = []
         if verdict.action == "sent":
-            metrics.SMTP_ATTEMPTS.labels(result="sent").inc()
+            self._attempts("sent").inc()
             writes += [
                 self._ledger(command, "sent"),
                 self._record(command, "sent", attempt, message_id=composed.message_id, **common),
             ]
         elif verdict.action == "retry":
             result = "connection_error" if reply.code == CONNECTION_ERROR else "deferred"
-            metrics.SMTP_ATTEMPTS.labels(result=result).inc()
+            self._attempts(result).inc()
             if marked:
                 writes.append(self._ledger(command, "deferred"))
             if attempt >= self.settings.send_max_attempts:
@@ -295,7 +317,7 @@ class Delivery:
                     reason="retries_exhausted",
                 )
                 writes += [
-                    self._dead_letter(record, source, error),
+                    self._dead_letter(record, error),
                     self._record(command, "failed", attempt, reason="retries_exhausted", **common),
                 ]
             else:
@@ -317,7 +339,7 @@ class Delivery:
                     self._record(command, "deferred", attempt, reason=verdict.reason, **common),
                 ]
         elif verdict.action == "bounce":
-            metrics.SMTP_ATTEMPTS.labels(result="bounced").inc()
+            self._attempts("bounced").inc()
             metrics.SUPPRESSIONS.labels(reason="bounce").inc()
             address = address_key(command.to)
             value = encode_suppression(
@@ -332,14 +354,14 @@ class Delivery:
             if marked:
                 writes.append(self._ledger(command, "bounced"))
         else:
-            metrics.SMTP_ATTEMPTS.labels(result="failed").inc()
+            self._attempts("failed").inc()
             error = PermanentError(
                 f"the SMTP server refused the message permanently: {reply.code} "
                 f"{reply.message[:200]!r} at {reply.stage}",
                 reason=verdict.reason,
             )
             writes += [
-                self._dead_letter(record, source, error),
+                self._dead_letter(record, error),
                 self._record(command, "failed", attempt, reason=verdict.reason, **common),
             ]
             if marked:
@@ -380,15 +402,14 @@ class Delivery:
             to=command.to,
             reason=reason,
         )
-        metrics.DELIVERIES.labels(
-            status=status,
-            journey=command.journey,
-            step=command.step,
-            variant=command.variant or metrics.NO_VARIANT,
+        self._deliveries(
+            status, command.journey, command.step, command.variant or metrics.NO_VARIANT
         ).inc()
         return (self.topics.deliveries, command.user_id.encode(), encode_delivery(record), None)
 
-    def _dead_letter(self, record: Any, source: Source, error: PermanentError) -> Write:
+    def _dead_letter(self, record: Any, error: PermanentError) -> Write:
+        # Where it was read from: built here, for the few records that need it.
+        source = Source(topic=record.topic, partition=record.partition, offset=record.offset)
         metrics.DEAD_LETTERED.labels(source="send-commands", reason=error.reason).inc()
         return (
             Topics.dead_letter(self.topics.send_commands),

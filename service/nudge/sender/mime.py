@@ -15,6 +15,7 @@ non-ASCII recipient is `invalid_address` (no SMTPUTF8, RFC 6531), any other such
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hashlib
 import re
@@ -124,7 +125,7 @@ def build(mail: Mail) -> bytes:
     if mail.to_name is not None:
         check_header("To", mail.to_name)
     boundary = "=_nudge_" + hashlib.sha256(mail.message_id.encode()).hexdigest()[:24]
-    lines = [
+    head = [
         f"Message-ID: {mail.message_id}",
         f"Date: {_date(mail.date.replace(microsecond=0))}",
         f"From: {_address(mail.sender, charset)}",
@@ -138,13 +139,19 @@ def build(mail: Mail) -> bytes:
         "",
         "This is a multi-part message in MIME format.",
         f"--{boundary}",
-        *_part("text/plain", mail.text, charset),
-        f"--{boundary}",
-        *_part("text/html", _declare_charset(mail.html, charset), charset),
-        f"--{boundary}--",
         "",
     ]
-    return CRLF.join(lines).encode("ascii")
+    # The parts are built as bytes: their base64 lines never need to be text.
+    separator = f"\r\n--{boundary}\r\n".encode("ascii")
+    return b"".join(
+        [
+            CRLF.join(head).encode("ascii"),
+            _part("text/plain", mail.text, charset),
+            separator,
+            _part("text/html", _declare_charset(mail.html, charset), charset),
+            f"\r\n--{boundary}--\r\n".encode("ascii"),
+        ]
+    )
 
 
 def _encodable(mail: Mail, charset: Charset) -> bool:
@@ -256,16 +263,23 @@ def _declare_charset(html: str, charset: Charset) -> str:
     return _META_UTF8.sub(f'<meta charset="{charset}">', html, count=1)
 
 
-def _part(content_type: str, body: str, charset: Charset) -> list[str]:
-    normalised = body.replace("\r\n", "\n").replace("\r", "\n")
-    data = normalised.replace("\n", CRLF).encode(_PY_CODEC[charset])
+def _part(content_type: str, body: str, charset: Charset) -> bytes:
+    """One part: its two headers, a blank line, and the body as base64 in 76-character lines,
+    CRLF between lines (none after the last)."""
+    if "\r" in body:  # templates render LF only; a CR can only come from a variable
+        body = body.replace("\r\n", "\n").replace("\r", "\n")
+    # CRLF in the encoded bytes: LF (0x0A) is never part of a multi-byte character in UTF-8 or
+    # ISO-2022-JP (whose encoder is back in ASCII for it), and bytes replace faster than text.
+    data = body.encode(_PY_CODEC[charset]).replace(b"\n", b"\r\n")
     # One C call and slicing into 76-character lines: what `base64.encodebytes` produces, without
     # its Python loop over 57-byte chunks.
-    flat = base64.b64encode(data).decode("ascii")
-    encoded = [flat[i : i + 76] for i in range(0, len(flat), 76)] or [""]
-    return [
-        f'Content-Type: {content_type}; charset="{charset}"',
-        "Content-Transfer-Encoding: base64",
-        "",
-        *encoded,
-    ]
+    flat = binascii.b2a_base64(data, newline=False)
+    lines = [flat[i : i + 76] for i in range(0, len(flat), 76)]
+    headers = f'Content-Type: {content_type}; charset="{charset}"\r\n'
+    return b"".join(
+        [
+            headers.encode("ascii"),
+            b"Content-Transfer-Encoding: base64\r\n\r\n",
+            b"\r\n".join(lines),
+        ]
+    )

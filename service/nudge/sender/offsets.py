@@ -29,7 +29,9 @@ class OffsetTracker(Generic[P]):
     partitions: dict[P, _Partition] = field(default_factory=dict)
 
     def started(self, partition: P, offset: int) -> None:
-        state = self.partitions.setdefault(partition, _Partition())
+        state = self.partitions.get(partition)
+        if state is None:  # not setdefault: that would build a _Partition for every record
+            state = self.partitions[partition] = _Partition()
         state.in_flight.add(offset)
         state.next_offset = max(state.next_offset, offset + 1)
 

@@ -11,12 +11,21 @@ ledger entry is durable). With one recipient per transaction, a per-recipient re
 reply itself (what `sendmail` would report in its refusals dict), classified like any other.
 
 Failures never raise: they come back as a `Reply` (code −1 for "no reply"), with the stage.
+
+Command timeouts (`SMTP_URL`'s `timeout=`) are kept by the pool, not by aiosmtplib: each
+connection has a deadline for the reply it waits for and one timer that checks it, re-armed only
+when it fires early. aiosmtplib's own per-command timeout is an `asyncio.wait_for` with a timer
+per reply (four per mail, each pushed on and cancelled off the event loop's heap): the pool spent
+14 % of its instructions there (docs/sender.md, Performance). Connecting, EHLO, STARTTLS, AUTH,
+RSET and QUIT keep aiosmtplib's timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +39,8 @@ from nudge.sender.classify import CONNECTION_ERROR, Reply
 from nudge.settings import SmtpSettings
 
 BeforeData = Callable[[], Awaitable[None]]
+# A timer may fire this much before its time (the loop's clock resolution): that is on time.
+_TIMER_SLACK = 0.001
 # A plain dot-atom address: `<address>` is exactly what aiosmtplib's `quote_address` would make of
 # it, so MAIL and RCPT can skip its `email.utils.parseaddr` (≈ 10 % of an SMTP transaction's CPU).
 _PLAIN_ADDRESS = re.compile(
@@ -60,6 +71,12 @@ class Mailer(Protocol):
 class _Connection:
     client: aiosmtplib.SMTP
     sent: int = 0
+    # When the reply now awaited is overdue (event loop time; inf while no command waits).
+    deadline: float = math.inf
+    # The timer that enforces `deadline`: armed at the first command, re-armed when it fires
+    # before a later deadline, dropped when it fires while no command waits.
+    timer: asyncio.TimerHandle | None = None
+    timed_out: bool = False
 
 
 class SmtpPool:
@@ -157,28 +174,68 @@ class SmtpPool:
     ) -> tuple[Reply, bool]:
         """Run MAIL, RCPT, DATA; return the reply and whether the connection stays usable."""
         client = conn.client
+        timeout = self.smtp.timeout
         stage = "mail"
         try:
+            self._await_reply(conn, timeout)
             await _mail(client, envelope_from)
             stage = "rcpt"
+            self._await_reply(conn, timeout)
             await _rcpt(client, recipient)
             stage = "data"
+            conn.deadline = math.inf  # the caller's hook is not the server's time
             try:
                 await before_data()
             except BaseException:
                 await _reset(client)
                 raise
-            response = await client.data(raw)
+            # DATA is two replies (354, then the one to the message): twice the time, as
+            # aiosmtplib's timeout per reply allowed.
+            self._await_reply(conn, 2 * timeout)
+            response = await client.data(raw, timeout=None)
             return Reply(code=response.code, message=response.message, stage="data"), True
         except aiosmtplib.SMTPResponseException as err:
             if err.code == 421:  # the server is closing this connection
                 return Reply(code=err.code, message=err.message, stage=stage), False
+            conn.deadline = math.inf
             return Reply(code=err.code, message=err.message, stage=stage), await _reset(client)
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as err:
-            return Reply(code=CONNECTION_ERROR, message=_describe(err), stage=stage), False
+            message = _describe(err)
+            if conn.timed_out:
+                message = f"SMTPReadTimeoutError: no reply at {stage} within {timeout:g} s"
+            return Reply(code=CONNECTION_ERROR, message=message, stage=stage), False
+        finally:
+            conn.deadline = math.inf
+
+    def _await_reply(self, conn: _Connection, timeout: float) -> None:
+        """Give the command about to be sent on `conn` `timeout` seconds to be answered."""
+        loop = asyncio.get_running_loop()
+        conn.deadline = loop.time() + timeout
+        if conn.timer is None:
+            conn.timer = loop.call_at(conn.deadline, self._check_deadline, conn)
+
+    def _check_deadline(self, conn: _Connection) -> None:
+        """The connection's timer: cut an overdue connection, or wait for the next deadline."""
+        conn.timer = None
+        if conn.deadline == math.inf:  # idle now: the next command arms a timer again
+            return
+        loop = asyncio.get_running_loop()
+        if conn.deadline - loop.time() > _TIMER_SLACK:  # a later command's deadline: wait
+            conn.timer = loop.call_at(conn.deadline, self._check_deadline, conn)
+            return
+        # Overdue: abort (close() would wait to flush a message the server is not reading), so
+        # the pending reply fails at once as a lost connection; the transaction reports it.
+        conn.timed_out = True
+        transport = conn.client.transport
+        if isinstance(transport, asyncio.WriteTransport):  # plain and TLS transports are
+            transport.abort()
+        elif transport is not None:
+            transport.close()
 
     async def _release(self, conn: _Connection) -> None:
-        if conn.sent < self.messages_per_connection and conn.client.is_connected:
+        # A reply that beat its timer by a hair still counts, but the timer has cut the line.
+        usable = conn.client.is_connected and not conn.timed_out
+        if conn.sent < self.messages_per_connection and usable:
             self._idle.append(conn)
             return
         with contextlib.suppress(Exception):
@@ -186,6 +243,9 @@ class SmtpPool:
         self._discard(conn)
 
     def _discard(self, conn: _Connection) -> None:
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
         conn.client.close()
         self._open -= 1
         metrics.SMTP_POOL_OPEN.set(self._open)
@@ -199,24 +259,32 @@ def _path(address: str) -> bytes | None:
     return b"<" + raw + b">" if _PLAIN_ADDRESS.fullmatch(raw) else None
 
 
+@functools.lru_cache(maxsize=16)
+def _sender_path(address: str) -> bytes | None:
+    """`_path` of the envelope sender: one configured address, checked once."""
+    return _path(address)
+
+
 async def _mail(client: aiosmtplib.SMTP, sender: str) -> None:
-    """`client.mail(sender)`, minus the address parsing for a plain address."""
-    path = _path(sender)
+    """`client.mail(sender)`, minus the address parsing for a plain address; no timeout of
+    aiosmtplib's (the caller's deadline applies)."""
+    path = _sender_path(sender)
     if path is None or client.is_ehlo_or_helo_needed:
-        await client.mail(sender)
+        await client.mail(sender, timeout=None)
         return
-    response = await client.execute_command(b"MAIL", b"FROM:" + path)
+    response = await client.execute_command(b"MAIL", b"FROM:" + path, timeout=None)
     if response.code != 250:
         raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
 
 
 async def _rcpt(client: aiosmtplib.SMTP, recipient: str) -> None:
-    """`client.rcpt(recipient)`, minus the address parsing for a plain address."""
+    """`client.rcpt(recipient)`, minus the address parsing for a plain address; no timeout of
+    aiosmtplib's (the caller's deadline applies)."""
     path = _path(recipient)
     if path is None or client.is_ehlo_or_helo_needed:
-        await client.rcpt(recipient)
+        await client.rcpt(recipient, timeout=None)
         return
-    response = await client.execute_command(b"RCPT", b"TO:" + path)
+    response = await client.execute_command(b"RCPT", b"TO:" + path, timeout=None)
     if response.code not in (250, 251):
         raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
 

@@ -204,11 +204,15 @@ def money(amount: Any, currency: str | None = "JPY", *, locale: str | None = Non
     A null or empty currency (an order event that left it out as `null`) is JPY, the default,
     rather than `4,800.00 NONE` in a customer's mail.
     """
+    code = str(currency or "JPY").strip().upper() or "JPY"
+    if type(amount) is int:  # the usual case (yen): the same text, without a Decimal round trip
+        if code in _ZERO_DECIMAL_CURRENCIES:
+            return f"¥{amount:,}" if code == "JPY" else f"{amount:,} {code}"
+        return f"{amount:,}.00 {code}"
     try:
         value = Decimal(str(amount))
     except InvalidOperation as err:
         raise ValueError(f"{amount!r} is not an amount") from err
-    code = str(currency or "JPY").strip().upper() or "JPY"
     if code in _ZERO_DECIMAL_CURRENCIES:
         text = f"{value:,.0f}"
         return f"¥{text}" if code == "JPY" else f"{text} {code}"

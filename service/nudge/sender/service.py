@@ -33,6 +33,7 @@ from nudge.admin import (
     wait_for_group_coordinator,
     wait_until_serving,
 )
+from nudge.partitioner import partition_for
 from nudge.policy import CONTACT_POLICY_TOPIC
 from nudge.sender.deliver import Delivery, Outputs, Write
 from nudge.sender.ledger import LEDGER_TOPIC, LEDGER_TOPIC_CONFIG, KeyLedger
@@ -126,6 +127,7 @@ class SenderService:
             acks="all",
             enable_idempotence=True,
             linger_ms=PRODUCER_LINGER_MS,
+            partitioner=partition_for,  # aiokafka's choice of partition, computed faster
         )
         await producer.start()
         follower = TableFollower(

@@ -133,3 +133,68 @@ async def test_auth_from_smtp_url(tmp_path: Path, password: str, code: int) -> N
         await sink.stop()
     assert reply.code == code
     assert sink.count == (1 if code == 250 else 0)
+
+
+async def test_a_reply_overdue_by_the_timeout_cuts_the_connection(tmp_path: Path) -> None:
+    """A server that does not answer within `timeout=` is a retry at the stage it hung in; the
+    connection is closed (not left to answer late), and the next message gets a fresh one."""
+    sink = SmtpSink(tmp_path, faults=Faults(delay=3.0))
+    await sink.start()
+    try:
+        pool = SmtpPool(
+            SmtpSettings(host="127.0.0.1", port=sink.port, timeout=0.3), max_connections=1
+        )
+        started = asyncio.get_running_loop().time()
+        hung = await pool.send("a@example.com", "x@example.jp", MESSAGE, before_data=nothing)
+        waited = asyncio.get_running_loop().time() - started
+        sink.faults.delay = 0.0
+        accepted = await pool.send("a@example.com", "x@example.jp", MESSAGE, before_data=nothing)
+        await pool.close()
+    finally:
+        await sink.stop()
+    assert (hung.code, hung.stage, classify(hung).action) == (CONNECTION_ERROR, "data", "retry")
+    assert hung.message.startswith("SMTPReadTimeoutError")  # said as a timeout, not a drop
+    assert 0.3 <= waited < 2.0  # DATA is two replies: at most twice the timeout, not the 3 s
+    assert accepted.code == 250
+    assert sink.connections == 2
+
+
+async def test_replies_within_the_timeout_keep_the_connection(tmp_path: Path) -> None:
+    """Slow replies within `timeout=` (each message takes most of it), and an idle spell longer
+    than it between messages, never cut a connection: one connection carries them all."""
+    sink = SmtpSink(tmp_path, faults=Faults(delay=0.2))
+    await sink.start()
+    try:
+        pool = SmtpPool(
+            SmtpSettings(host="127.0.0.1", port=sink.port, timeout=0.3), max_connections=1
+        )
+        replies = [
+            await pool.send("a@example.com", f"u{i}@example.jp", MESSAGE, before_data=nothing)
+            for i in range(4)
+        ]
+        await asyncio.sleep(0.8)  # idle for more than the timeout
+        replies.append(
+            await pool.send("a@example.com", "late@example.jp", MESSAGE, before_data=nothing)
+        )
+        await pool.close()
+    finally:
+        await sink.stop()
+    assert [r.code for r in replies] == [250] * 5
+    assert sink.connections == 1
+
+
+async def test_data_and_the_reply_to_the_message_share_twice_the_timeout(tmp_path: Path) -> None:
+    """The deadline covers DATA's two replies together (354 at once, then the verdict on the
+    message): with `timeout=0.3`, a server that thinks 0.4 s over a message is waited for."""
+    sink = SmtpSink(tmp_path, faults=Faults(delay=0.4))
+    await sink.start()
+    try:
+        pool = SmtpPool(
+            SmtpSettings(host="127.0.0.1", port=sink.port, timeout=0.3), max_connections=1
+        )
+        reply = await pool.send("a@example.com", "x@example.jp", MESSAGE, before_data=nothing)
+        await pool.close()
+    finally:
+        await sink.stop()
+    assert (reply.code, reply.stage) == (250, "data")
+    assert sink.count == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -108,6 +109,59 @@ async def test_a_sent_key_is_a_duplicate_and_sends_nothing(rig: Rig) -> None:
     await rig.delivery.handle(Record(encode_command(command(command_id="c-2"))), 1)
     assert [r.status for r in rig.deliveries()] == ["sent", "duplicate"]
     assert len(rig.mailer.sent) == 1
+
+
+class SlowMailer(RecordingMailer):
+    """A mailer that takes a few event-loop turns to answer, as a real server does."""
+
+    async def send(self, envelope_from: str, recipient: str, raw: bytes, **kw: Any) -> Reply:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return await super().send(envelope_from, recipient, raw, **kw)
+
+
+async def test_two_copies_of_one_key_in_flight_at_once_send_one_mail() -> None:
+    """A redelivery racing the original (same batch, or a retry) waits for the key's lock and
+    finds it sent: one mail, then `duplicate`; no lock is left behind."""
+    rig = make_rig()
+    rig.delivery.mailer = rig.mailer = SlowMailer()
+    raw = encode_command(command())
+    await asyncio.gather(
+        rig.delivery.handle(Record(raw, offset=7), 1),
+        rig.delivery.handle(Record(raw, offset=8), 1),
+    )
+    assert [r.status for r in rig.deliveries()] == ["sent", "duplicate"]
+    assert len(rig.mailer.sent) == 1
+    assert not rig.delivery.locks._locks
+
+
+async def test_the_key_lock_serialises_one_key_and_forgets_cancelled_waiters() -> None:
+    """Holders of one key take turns in order, other keys do not wait, and a waiter cancelled
+    while waiting leaves nothing behind."""
+    locks = deliver.KeyLocks()
+    events: list[str] = []
+    release = asyncio.Event()
+
+    async def hold(key: str, name: str) -> None:
+        async with locks.hold(key):
+            events.append(f"{name} in")
+            if name == "a1":
+                await release.wait()
+            events.append(f"{name} out")
+
+    first = asyncio.create_task(hold("a", "a1"))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(hold("a", "a2"))
+    cancelled = asyncio.create_task(hold("a", "a3"))
+    await hold("b", "b1")  # another key: not held up by "a"
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(first, second, return_exceptions=True)
+    assert events == ["a1 in", "b1 in", "b1 out", "a1 out", "a2 in", "a2 out"]
+    assert cancelled.cancelled()
+    assert not locks._locks
 
 
 async def test_temporary_failure_schedules_a_durable_retry(rig: Rig) -> None:

@@ -155,6 +155,17 @@ def test_money(amount: object, currency: str, expected: str) -> None:
     assert money(amount, currency) == expected
 
 
+@pytest.mark.parametrize("currency", ["JPY", "jpy ", None, "", "KRW", "USD", "eur"])
+def test_money_of_an_integer_is_what_the_decimal_formatting_gives(currency: str | None) -> None:
+    """Integers (the usual yen amounts) skip the Decimal round trip: the same text for zero,
+    negatives, every digit count and huge values; a bool is still no amount."""
+    amounts = [0, 1, -1, 999, 1000, -4800, 9600, 123456789, 10**30 + 7, -(10**25)]
+    for amount in amounts:
+        assert money(amount, currency) == money(str(amount), currency)
+    with pytest.raises(ValueError, match="not an amount"):
+        money(True, currency)
+
+
 def test_when_formats_dates_for_the_locale() -> None:
     """ISO timestamps read naturally in Japanese and English."""
     base = {**SAMPLES["password_reset"], "shop_name": "S", "shop_url": "u"}
