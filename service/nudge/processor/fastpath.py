@@ -50,6 +50,7 @@ from time import monotonic
 from typing import Any, Final, cast
 
 import faust
+import structlog
 from aiokafka.errors import IllegalStateError
 from faust.sensors import Monitor
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -60,6 +61,8 @@ from nudge.deadletter import Source, headers
 from nudge.errors import PermanentError
 from nudge.processor.ports import Output, Record, Write
 from nudge.topics import Topics
+
+log = structlog.get_logger("nudge.processor")
 
 # The Faust internals below (the consumer's drain loop, the RocksDB store's per-partition databases,
 # `set_persisted_offset`) were read in this release; another one runs Faust's own paths.
@@ -298,6 +301,10 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.buffer_drained = asyncio.Event()  # a stream's full buffer has room again
+        # Per assigned stream partition, the offset its next record must have (None: not known
+        # until one arrives), and the last gap read again (`_drain_messages`).
+        self.next_offsets: dict[TP, int | None] = {}
+        self.gaps_read_again: dict[TP, tuple[int, int]] = {}
 
     def on_buffer_drop(self, tp: TP) -> None:
         super().on_buffer_drop(tp)
@@ -319,11 +326,11 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         recovery's own: never moved here.
         """
         await super().perform_seek()
-        uncommitted = [
-            tp
-            for tp in self.assignment()
-            if not self._committed_offset.get(tp) and not self._is_changelog_tp(tp)
-        ]
+        streams = [tp for tp in self.assignment() if not self._is_changelog_tp(tp)]
+        uncommitted = [tp for tp in streams if not self._committed_offset.get(tp)]
+        # Where each stream partition now stands: its committed offset, or (from the beginning)
+        # not known until its first record.
+        self.next_offsets = {tp: self._committed_offset.get(tp) or None for tp in streams}
         if uncommitted:
             # On the consumer's thread, which wants aiokafka's own partition type. A rebalance
             # that took a partition away meanwhile makes this an IllegalStateError: the next
@@ -332,6 +339,18 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
                 await self._thread.seek_to_beginning(
                     *(self._new_topicpartition(tp.topic, tp.partition) for tp in uncommitted)
                 )
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        """Faust's seek, which also moves where the partition's next record must be."""
+        await super().seek(partition, offset)
+        if partition in self.next_offsets:
+            self.next_offsets[partition] = offset
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            self.next_offsets.pop(tp, None)
+            self.gaps_read_again.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:  # noqa: ASYNC109 - Faust's signature
         """Faust's (faust-streaming 0.15.3, transport/consumer.py), with two changes for when the
@@ -384,14 +403,34 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         sleep = asyncio.sleep
 
+        next_offsets = self.next_offsets
+        gaps_read_again = self.gaps_read_again
+
         async def deliver(fetched: list[tuple[Any, Any]]) -> None:
             since_yield = 0
+            read_again: dict[Any, int] = {}
             for tp, message in fetched:
                 since_yield += 1
                 if since_yield > 100:
                     await sleep(0)
                     since_yield = 0
                 offset = message.offset
+                if tp in read_again:
+                    continue
+                expected = next_offsets.get(tp)
+                # Records this fetch should have started with are not in it: taken by a fetch
+                # a rebalance made stale (class docstring). Faust would ack the gap and commit
+                # past them; read the partition again from there. The same gap read again is
+                # one the log really has (a transaction marker, compaction): Faust's gap
+                # handling below then applies.
+                if (
+                    expected is not None
+                    and offset > expected
+                    and gaps_read_again.get(tp) != (expected, offset)
+                ):
+                    gaps_read_again[tp] = (expected, offset)
+                    read_again[tp] = expected
+                    continue
                 r_offset = get_read_offset(tp)
                 if r_offset is None or offset >= r_offset:
                     gap = offset - (r_offset or 0)
@@ -402,6 +441,18 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
                         await self.commit()
                     await callback(message)
                     set_read_offset(tp, offset)
+                    if tp in next_offsets:
+                        next_offsets[tp] = offset + 1
+            for tp, offset in read_again.items():
+                log.warning(
+                    "records skipped by a fetch: reading the partition again",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=offset,
+                )
+                # A rebalance that took the partition away meanwhile: its next owner reads it.
+                with contextlib.suppress(IllegalStateError):
+                    await self.seek(tp, offset)
 
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):

@@ -50,8 +50,8 @@ class FakeMessage:
     acked: bool = False
 
     @property
-    def tp(self) -> tuple[str, int]:
-        return (self.topic, self.partition)
+    def tp(self) -> TP:
+        return TP(self.topic, self.partition)
 
 
 @dataclass(eq=False)
@@ -235,9 +235,18 @@ class DrainingConsumer:
         self.waiting: list[FakeMessage] = []
         self.fetches: list[str] = []
         self.delivered: list[int] = []
+        self.next_offsets: dict[Any, int | None] = {}
+        self.gaps_read_again: dict[Any, tuple[int, int]] = {}
+        self.seeks: list[tuple[Any, int]] = []
 
     async def callback(self, message: FakeMessage) -> None:
         self.delivered.append(message.offset)
+
+    async def seek(self, tp: Any, offset: int) -> None:  # what BatchDrainConsumer.seek keeps
+        self.seeks.append((tp, offset))
+        self._read_offset[tp] = offset
+        if tp in self.next_offsets:
+            self.next_offsets[tp] = offset
 
     async def getmany(
         self,
@@ -286,6 +295,70 @@ async def test_a_rebalance_never_cancels_a_fetch_in_flight() -> None:
     consumer._stopped.set()
     consumer.release.set()
     await asyncio.wait_for(drain, 1.0)
+
+
+async def _drain(consumer: DrainingConsumer, fetches: list[list[FakeMessage]]) -> None:
+    """Run `_drain_messages` over these fetches, one after the other, then stop it."""
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+    drain = asyncio.ensure_future(BatchDrainConsumer._drain_messages(consumer, fetcher))  # type: ignore[arg-type]
+    for number, messages in enumerate(fetches, start=1):
+        await eventually(lambda: consumer.fetch_started.is_set())
+        consumer.fetch_started.clear()
+        consumer.waiting = messages
+        consumer.release.set()
+        await eventually(lambda n=number: len(consumer.fetches) == n)  # type: ignore[misc]
+    await eventually(lambda: consumer.fetch_started.is_set())
+    consumer._stopped.set()
+    consumer.release.set()
+    await asyncio.wait_for(drain, 1.0)
+
+
+async def test_records_a_stale_fetch_took_are_read_again_not_skipped() -> None:
+    """A partition stands at offset 10 (committed) but the fetch starts at 12: 10 and 11 went
+    to a fetch a rebalance made stale. Faust would ack the gap and commit past two events; the
+    partition is read again from 10 instead, and every record is delivered once, in order."""
+    consumer = DrainingConsumer()
+    tp = TP("events", 0)
+    consumer.next_offsets[tp] = 10
+    consumer._read_offset[tp] = 10
+    await _drain(
+        consumer,
+        [
+            [FakeMessage("events", 12), FakeMessage("events", 13)],
+            [FakeMessage("events", o) for o in (10, 11, 12, 13)],
+        ],
+    )
+    assert consumer.seeks == [(tp, 10)]
+    assert consumer.delivered == [10, 11, 12, 13]
+    assert consumer.next_offsets[tp] == 14
+
+
+async def test_a_gap_the_log_really_has_is_read_again_once_then_passed() -> None:
+    """Offsets a log does not hold (a transaction marker, compaction) come back as the same
+    gap: after one reading again it is Faust's to handle, and the records flow on."""
+    consumer = DrainingConsumer()
+    tp = TP("events", 0)
+    consumer.next_offsets[tp] = 10
+    consumer._read_offset[tp] = 10
+    await _drain(
+        consumer,
+        [
+            [FakeMessage("events", 10), FakeMessage("events", 12)],  # 11: a marker
+            [FakeMessage("events", 12), FakeMessage("events", 13)],
+        ],
+    )
+    assert consumer.seeks == [(tp, 11)]
+    assert consumer.delivered == [10, 12, 13]
+
+
+async def test_a_partition_whose_position_is_not_known_is_taken_as_it_comes() -> None:
+    """Read from its beginning (never committed) or not a stream's: no expectation to check."""
+    consumer = DrainingConsumer()
+    consumer.next_offsets[TP("events", 0)] = None
+    await _drain(consumer, [[FakeMessage("events", 7), FakeMessage("ticks", 3)]])
+    assert consumer.seeks == []
+    assert consumer.delivered == [7, 3]
+    assert consumer.next_offsets == {TP("events", 0): 8}
 
 
 class FetchingConsumer:
@@ -445,3 +518,5 @@ async def test_a_seek_back_reads_a_never_committed_stream_partition_from_its_beg
     monkeypatch.setattr(consumer, "_is_changelog_tp", lambda tp: tp == CHANGELOG_0)
     await consumer.perform_seek()
     assert rewound == [{EVENTS_0, events_1, TICKS_0}]
+    # Where the next record of each must be (`_drain_messages` reads again what a fetch skips).
+    assert consumer.next_offsets == {EVENTS_0: None, events_1: None, committed: 41, TICKS_0: None}
