@@ -180,6 +180,14 @@ def positive_int(value: Any) -> int:
     return int(value)
 
 
+def percentage(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not a number")
+    if not 0 < value <= 100:
+        raise ValueError(f"must be more than 0 and at most 100 (got {value})")
+    return float(value)
+
+
 def share(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
         raise ValueError(f"{value!r} is not a share between 0 and 1")
@@ -198,4 +206,6 @@ def positive_weight(value: Any) -> float:
 PARAM_VALUES: Final[Mapping[str, tuple[Callable[[Any], object], str]]] = {
     "valid_days": (positive_int, "the whole days a coupon is good for, e.g. valid_days: 30"),
     "valid_for": (positive_duration, "how long a discount is good for, e.g. valid_for: 48h"),
+    "coupon_percent": (percentage, "the percentage off, e.g. coupon_percent: 10"),
+    "discount_percent": (percentage, "the percentage off, e.g. discount_percent: 10"),
 }

@@ -107,6 +107,17 @@ def test_a_good_file_loads() -> None:
          "params: {thank_you: {valid_days: true}}}]", 8,
          "journeys.thanks.variants[0].params.thank_you.valid_days", "True is not a whole number",
          "valid_days: 30"),
+        # A percentage off: more than 0, at most 100 (150 % off would pay the customer).
+        ("wait: {delay: 1h}", "wait: {delay: 1h}, params: {coupon_percent: 150}", 7,
+         "journeys.thanks.steps[0].params.coupon_percent",
+         "must be more than 0 and at most 100 (got 150)", "coupon_percent: 10"),
+        ("wait: {delay: 1h}", "wait: {delay: 1h}, params: {coupon_percent: 0}", 7,
+         "journeys.thanks.steps[0].params.coupon_percent",
+         "must be more than 0 and at most 100 (got 0)", "coupon_percent: 10"),
+        ("template: first_purchase_thank_you, wait: {delay: 1h}",
+         "template: cart_reminder_2, wait: {delay: 1h}, params: {discount_percent: 10%}", 7,
+         "journeys.thanks.steps[0].params.discount_percent", "'10%' is not a number",
+         "discount_percent: 10"),
         # A cart discount's validity: a positive duration (`soon` used to fail only when sent).
         ("template: first_purchase_thank_you, wait: {delay: 1h}",
          "template: cart_reminder_2, wait: {delay: 1h}, params: {valid_for: soon}", 7,
