@@ -453,6 +453,10 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
                 # A rebalance that took the partition away meanwhile: its next owner reads it.
                 with contextlib.suppress(IllegalStateError):
                     await self.seek(tp, offset)
+                    # Faust's seek sets the read offset to the one to read next, its drain to the
+                    # last one read: as the last one read, a gap the log really has (a marker at
+                    # `offset`) is still acked by Faust's gap handling, and commits go past it.
+                    set_read_offset(tp, offset - 1 or None)
 
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
