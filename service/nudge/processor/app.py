@@ -26,6 +26,7 @@ from typing import Any, Final
 
 import faust
 import structlog
+from faust.types import TP
 from mode import Service
 
 from nudge import metrics
@@ -42,6 +43,7 @@ from nudge.processor.fastpath import (
 )
 from nudge.processor.handler import HandlerConfig, RecordHandler
 from nudge.processor.kafka import TABLE_NAME, TICKS, KafkaSink, TableStore, TickSender
+from nudge.processor.offsetwatch import OffsetWatch
 from nudge.processor.ports import (
     Clock,
     JourneyEngine,
@@ -60,6 +62,8 @@ log = structlog.get_logger("nudge.processor")
 
 EXIT_INFRASTRUCTURE: Final = 70  # EX_SOFTWARE
 LAG_INTERVAL: Final = 5.0  # seconds between consumer-lag and pending-timer samples
+# A hole longer than this is not looked up in Faust's gap tree (offset by offset): reported.
+MAX_ABSENT_CHECK: Final = 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -271,6 +275,23 @@ def create_processor(
         ),
     )
 
+    watch = OffsetWatch()
+
+    def committed(topic: str, partition: int) -> int | None:
+        consumer: Any = app.consumer  # Faust's consumer, whose offsets the type does not show
+        offset: int | None = consumer._committed_offset.get(TP(topic, partition))
+        return offset
+
+    def absent(topic: str, partition: int, start: int, end: int) -> bool:
+        """Whether Faust's consumer knows offsets `start`..`end` (excluded) are not in the log."""
+        consumer: Any = app.consumer
+        gaps = consumer._gap.get(TP(topic, partition))
+        return (
+            bool(gaps)
+            and end - start <= MAX_ABSENT_CHECK
+            and all(gaps.overlaps(offset) for offset in range(start, end))
+        )
+
     async def handle(stream: Any) -> None:
         if batch_paths:
             batches = take_batches(stream, options.batch_size, options.batch_wait)
@@ -288,6 +309,14 @@ def create_processor(
                 )
                 for event in events
             ]
+            for hole in watch.holes(records, committed, absent):
+                log.error(
+                    "records never reached the handler",
+                    topic=hole.topic,
+                    partition=hole.partition,
+                    expected=hole.expected,
+                    got=hole.got,
+                )
             try:
                 await handler.handle_batch(records)
             except Exception as err:
@@ -368,7 +397,9 @@ def create_processor(
         # stop reporting the partitions another worker has now.
         index.forget()
         planner.reset()
-        handler.forget_partitions(keep=processor.assigned())
+        kept = processor.assigned()
+        handler.forget_partitions(keep=kept)
+        watch.forget(keep=kept)
 
     app.on_partitions_assigned.connect(on_assigned)
     app.on_before_shutdown.connect(on_shutdown)
