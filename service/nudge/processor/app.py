@@ -33,6 +33,7 @@ from nudge import metrics
 from nudge.admin import DEAD_LETTER_MAX_MESSAGE_BYTES
 from nudge.processor.fastpath import (
     FAST_PATHS_FAUST_VERSION,
+    BatchDrainConsumer,
     DirectSink,
     DirectTableStore,
     FastApp,
@@ -293,6 +294,8 @@ def create_processor(
         )
 
     async def handle(stream: Any) -> None:
+        if isinstance(app.consumer, BatchDrainConsumer):  # the consumer exists once streams run
+            app.consumer.commit_limit = watch.commit_limit
         if batch_paths:
             batches = take_batches(stream, options.batch_size, options.batch_wait)
         else:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from time import monotonic
@@ -305,6 +305,26 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         # until one arrives), and the last gap read again (`_drain_messages`).
         self.next_offsets: dict[TP, int | None] = {}
         self.gaps_read_again: dict[TP, tuple[int, int]] = {}
+        # Set by the app: the highest offset a commit may name per partition (None: no bound).
+        self.commit_limit: Callable[[str, int], int | None] = lambda topic, partition: None
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        """Faust's commit, never past the records handed to the handler: a commit beyond them
+        would make records no one handled count as done (a chaos run lost an order that way)."""
+        bounded = dict(offsets)
+        for tp, offset in offsets.items():
+            limit = self.commit_limit(tp.topic, tp.partition)
+            if limit is not None and offset > limit:
+                log.error(
+                    "commit held back: it went past records the handler never saw",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=offset,
+                    handled_up_to=limit,
+                )
+                bounded[tp] = limit
+        committed: bool = await super()._commit(bounded)
+        return committed
 
     def on_buffer_drop(self, tp: TP) -> None:
         super().on_buffer_drop(tp)

@@ -4,7 +4,8 @@ A worker handed a partition's later records without earlier ones decides on a pa
 (a cart without the login that carried the consent), and the replay that later brings the earlier
 ones takes the later ones for duplicates: a journey step is lost. Chaos runs showed it after
 processor kills (docs/processor.md, Known limits). This watch reports such a hole where it
-reaches the handler, whatever dropped the records upstream; it does not act on it yet.
+reaches the handler, whatever dropped the records upstream, and bounds what may be committed:
+never past the records handed to the handler (`commit_limit`).
 """
 
 from __future__ import annotations
@@ -65,3 +66,8 @@ class OffsetWatch:
                 found.append(Hole(record.topic, record.partition, expected, offset))
             next_offsets[key] = offset + 1
         return found
+
+    def commit_limit(self, topic: str, partition: int) -> int | None:
+        """The highest offset a commit may name for this partition: one past the last record
+        handed to the handler (None: not known since the partition was assigned)."""
+        return self._next.get((topic, partition))

@@ -526,3 +526,23 @@ async def test_a_seek_back_reads_a_never_committed_stream_partition_from_its_beg
     assert rewound == [{EVENTS_0, events_1, TICKS_0}]
     # Where the next record of each must be (`_drain_messages` reads again what a fetch skips).
     assert consumer.next_offsets == {EVENTS_0: None, events_1: None, committed: 41, TICKS_0: None}
+
+
+async def test_a_commit_never_names_an_offset_past_the_records_handed_to_the_handler(
+    fetching: FetchingConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chaos run lost an order: the group's offset was committed past an event no one handled.
+    A commit is held back to one past the last record handed over; partitions without a bound
+    (not seen since their assignment) commit as Faust asks."""
+    consumer = fetching.consumer
+    sent: list[dict[TP, int]] = []
+
+    async def commit(offsets: dict[TP, int]) -> bool:
+        sent.append(dict(offsets))
+        return True
+
+    monkeypatch.setattr(consumer._thread, "commit", commit)
+    limits = {("events", 0): 120, ("events", 1): 300}
+    consumer.commit_limit = lambda topic, partition: limits.get((topic, partition))
+    assert await consumer._commit({EVENTS_0: 150, TP("events", 1): 250, TICKS_0: 7})
+    assert sent == [{EVENTS_0: 120, TP("events", 1): 250, TICKS_0: 7}]
