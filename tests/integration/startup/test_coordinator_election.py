@@ -79,9 +79,7 @@ async def test_the_wait_ends_once_the_coordinator_is_elected_and_the_group_then_
     """`wait_for_group_coordinator` asks until the broker names the coordinator; a consumer that
     joins the group afterwards logs nothing at ERROR."""
     settings = make_settings()
-    group = f"{settings.topic_prefix}group-{uuid.uuid4().hex[:6]}"
-    topic = f"{settings.topic_prefix}joined"
-    await ensure_topics(settings, [topic])
+    group, topic = await fresh_group_and_topic(settings)
     electing = Electing(ELECTION)
     monkeypatch.setattr(AIOKafkaClient, "send", electing.around(AIOKafkaClient.send))
     caplog.set_level(logging.WARNING, logger="aiokafka")
@@ -105,9 +103,7 @@ async def test_a_coordinator_still_missing_at_the_deadline_is_left_to_the_consum
     """The wait hides nothing: past its deadline it returns, and the consumer reports the
     missing coordinator at ERROR as it always did."""
     settings = make_settings()
-    group = f"{settings.topic_prefix}group-{uuid.uuid4().hex[:6]}"
-    topic = f"{settings.topic_prefix}joined"
-    await ensure_topics(settings, [topic])
+    group, topic = await fresh_group_and_topic(settings)
     monkeypatch.setattr(admin, "COORDINATOR_WAIT", 0.3)
     electing = Electing(ELECTION + 3)
     monkeypatch.setattr(AIOKafkaClient, "send", electing.around(AIOKafkaClient.send))
@@ -121,6 +117,13 @@ async def test_a_coordinator_still_missing_at_the_deadline_is_left_to_the_consum
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors
     assert all("GroupCoordinatorNotAvailableError" in message for message in errors)
+
+
+async def fresh_group_and_topic(settings: Settings) -> tuple[str, str]:
+    """A group no one has joined and a topic created for it."""
+    topic = f"{settings.topic_prefix}joined"
+    await ensure_topics(settings, [topic])
+    return f"{settings.topic_prefix}group-{uuid.uuid4().hex[:6]}", topic
 
 
 async def join(settings: Settings, group: str, topic: str, limit: float = 30.0) -> bool:

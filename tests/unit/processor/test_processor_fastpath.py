@@ -317,14 +317,20 @@ async def _drain(consumer: DrainingConsumer, fetches: list[list[FakeMessage]]) -
     await asyncio.wait_for(drain, 1.0)
 
 
+def standing_at(tp: TP, offset: int) -> DrainingConsumer:
+    """A drain whose partition `tp` stands at `offset` (committed, Faust's seek done)."""
+    consumer = DrainingConsumer()
+    consumer.next_offsets[tp] = offset
+    consumer._read_offset[tp] = offset
+    return consumer
+
+
 async def test_records_a_stale_fetch_took_are_read_again_not_skipped() -> None:
     """A partition stands at offset 10 (committed) but the fetch starts at 12: 10 and 11 went
     to a fetch a rebalance made stale. Faust would ack the gap and commit past two events; the
     partition is read again from 10 instead, and every record is delivered once, in order."""
-    consumer = DrainingConsumer()
     tp = TP("events", 0)
-    consumer.next_offsets[tp] = 10
-    consumer._read_offset[tp] = 10
+    consumer = standing_at(tp, 10)
     await _drain(
         consumer,
         [
@@ -341,10 +347,8 @@ async def test_records_a_stale_fetch_took_are_read_again_not_skipped() -> None:
 async def test_a_gap_the_log_really_has_is_read_again_once_then_passed() -> None:
     """Offsets a log does not hold (a transaction marker, compaction) come back as the same
     gap: after one reading again it is Faust's to handle, and the records flow on."""
-    consumer = DrainingConsumer()
     tp = TP("events", 0)
-    consumer.next_offsets[tp] = 10
-    consumer._read_offset[tp] = 10
+    consumer = standing_at(tp, 10)
     await _drain(
         consumer,
         [
