@@ -56,6 +56,7 @@ from faust.sensors import Monitor
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from mode.utils.futures import notify
 
 from nudge.deadletter import Source, headers
 from nudge.errors import PermanentError
@@ -171,7 +172,8 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
 
     A batch's records are acked when the caller asks for the next batch, not when the generator
     is closed: a batch interrupted by a shutdown or a crash stays uncommitted (Faust's
-    `take_events` acks it in a `finally`).
+    `take_events` acks it in a `finally`). Records the caller removed from the batch it was
+    handed are neither acked nor tracked any longer: it reads them again.
     """
     app = stream.app
     consumer = app.consumer
@@ -180,6 +182,7 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
     flow_active = app.flow_control.is_active
     acking_topics = app.topics.acking_topics
     add_unacked = consumer.unacked.add
+    discard_unacked = consumer.unacked.discard
     inbound = app.monitor.stream_inbound_time
     loop = asyncio.get_running_loop()
     await stream.maybe_start()
@@ -214,7 +217,16 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
                 events.append(event)
             if not events:
                 continue
+            batch = events.copy()
             yield events
+            if len(events) != len(batch):
+                # The caller removed records it will read again (offsetwatch.py): untracked,
+                # never acked, so no commit passes them and no rebalance waits for them.
+                kept = {id(event) for event in events}
+                for event in batch:
+                    if id(event) not in kept:
+                        discard_unacked(event.message)
+                notify(consumer._waiting_for_ack)
             for event in events:
                 event.ack()
     except StopAsyncIteration:
@@ -280,6 +292,27 @@ class LeanMonitor(Monitor):
         return None
 
 
+def committed_offset(consumer: Any, topic: str, partition: int) -> int | None:
+    """The group's committed offset of a partition as Faust's consumer last learnt it (None:
+    none): where it seeks the partition after an assignment."""
+    offset: int | None = consumer._committed_offset.get(TP(topic, partition))
+    return offset
+
+
+def known_absent(consumer: Any, topic: str, partition: int, start: int, end: int) -> bool:
+    """Whether Faust's consumer knows offsets `start`..`end` (excluded) are not in the log: the
+    gaps its drain recorded when a fetch stepped over offsets (transaction markers, compaction)."""
+    gaps = consumer._gap.get(TP(topic, partition))
+    if not gaps:
+        return False
+    covered = start
+    for interval in sorted(gaps.overlap(start, end)):
+        if interval.begin > covered:
+            return False
+        covered = max(covered, interval.end)
+    return covered >= end
+
+
 class BatchDrainConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer with one `wait_first` per fetched batch instead of per record,
     and no one-second sleep when the streams' buffers are full (`_wait_next_records`).
@@ -325,6 +358,24 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
                 bounded[tp] = limit
         committed: bool = await super()._commit(bounded)
         return committed
+
+    async def read_again(self, tp: TP, offset: int) -> None:
+        """Read a stream partition again from `offset`: records past it never reached the handler
+        (offsetwatch.py). Until the record at `offset` comes, the drain delivers nothing later of
+        that partition (records already fetched are sought back again, `_drain_messages`)."""
+        self.gaps_read_again.pop(tp, None)
+        self.next_offsets[tp] = offset
+        # A rebalance that took the partition away meanwhile: its next owner reads it.
+        with contextlib.suppress(IllegalStateError):
+            await self.seek(tp, offset)
+        # No read offset: a record still in flight from before the seek must not make Faust's
+        # drain record the hole as a gap of the log (which acks it, so commits pass it).
+        self._read_offset[tp] = None
+
+    async def accept_gap(self, tp: TP, start: int, end: int) -> None:
+        """Offsets `start`..`end` (excluded) are not in the log (the offset watch read them again
+        and the same records came): acked as Faust acks the gaps it records, so commits pass."""
+        await self._add_gap(tp, start, end - 1)
 
     def on_buffer_drop(self, tp: TP) -> None:
         super().on_buffer_drop(tp)
@@ -429,6 +480,11 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         async def deliver(fetched: list[tuple[Any, Any]]) -> None:
             since_yield = 0
             read_again: dict[Any, int] = {}
+            # Per partition, the offset of its last record in this fetch: one fetch is one
+            # contiguous slice of the log, so offsets missing between two of its records are
+            # the log's own (transaction markers, compaction); missing before its first record
+            # they may be records a stale fetch took (class docstring).
+            previous: dict[Any, int] = {}
             for tp, message in fetched:
                 since_yield += 1
                 if since_yield > 100:
@@ -438,29 +494,31 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
                 if tp in read_again:
                     continue
                 expected = next_offsets.get(tp)
-                # Records this fetch should have started with are not in it: taken by a fetch
-                # a rebalance made stale (class docstring). Faust would ack the gap and commit
-                # past them; read the partition again from there. The same gap read again is
-                # one the log really has (a transaction marker, compaction): Faust's gap
-                # handling below then applies.
-                if (
-                    expected is not None
-                    and offset > expected
-                    and gaps_read_again.get(tp) != (expected, offset)
-                ):
-                    gaps_read_again[tp] = (expected, offset)
-                    read_again[tp] = expected
-                    continue
+                before = previous.get(tp)
+                if expected is not None and offset > expected and before != expected - 1:
+                    # The fetch does not start where the partition stands: read it again from
+                    # there. Once: a gap that comes back the same is delivered, but not recorded
+                    # as the log's (no commit passes it on that ground): the offset watch
+                    # (offsetwatch.py) reads it again before it takes it as such.
+                    if gaps_read_again.get(tp) != (expected, offset):
+                        gaps_read_again[tp] = (expected, offset)
+                        read_again[tp] = expected
+                        continue
+                    set_read_offset(tp, None)
                 r_offset = get_read_offset(tp)
                 if r_offset is None or offset >= r_offset:
-                    gap = offset - (r_offset or 0)
-                    if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, r_offset + 1, offset)
+                    if (
+                        before is not None
+                        and offset - before > 1
+                        and acks_enabled_for(message.topic)
+                    ):
+                        await self._add_gap(tp, before + 1, offset - 1)
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
                     await callback(message)
                     set_read_offset(tp, offset)
+                    previous[tp] = offset
                     if tp in next_offsets:
                         next_offsets[tp] = offset + 1
             for tp, offset in read_again.items():
@@ -473,10 +531,8 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
                 # A rebalance that took the partition away meanwhile: its next owner reads it.
                 with contextlib.suppress(IllegalStateError):
                     await self.seek(tp, offset)
-                    # Faust's seek sets the read offset to the one to read next, its drain to the
-                    # last one read: as the last one read, a gap the log really has (a marker at
-                    # `offset`) is still acked by Faust's gap handling, and commits go past it.
-                    set_read_offset(tp, offset - 1 or None)
+                    # No read offset: Faust's drain would take a jump from it for a gap.
+                    set_read_offset(tp, None)
 
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):

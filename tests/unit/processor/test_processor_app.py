@@ -14,10 +14,18 @@ from prometheus_client import REGISTRY
 
 from nudge import metrics
 from nudge.admin import BROKER_MAX_MESSAGE_BYTES, DEAD_LETTER_MAX_MESSAGE_BYTES
-from nudge.processor.app import Processor, ProcessorOptions, RecoveryWatcher, create_processor
+from nudge.processor.app import (
+    Processor,
+    ProcessorOptions,
+    RecoveryWatcher,
+    _read_holes_again,
+    create_processor,
+)
 from nudge.processor.cli import load_engine
 from nudge.processor.fastpath import FAST_PATHS_FAUST_VERSION, DirectTableStore, FastApp
 from nudge.processor.kafka import TableStore
+from nudge.processor.offsetwatch import Admission, Hole
+from nudge.processor.ports import Record
 from nudge.settings import Settings
 
 
@@ -171,3 +179,57 @@ async def test_a_recovery_that_reads_nothing_gets_its_partitions_sought_back(
     await processor.watcher.check()
     assert consumer.sought == [{changelog: 41}]
     assert processor.alive()
+
+
+@dataclass
+class ReadingAgainConsumer:
+    sought: list[tuple[TP, int]] = field(default_factory=list)
+    accepted: list[tuple[TP, int, int]] = field(default_factory=list)
+
+    async def read_again(self, tp: TP, offset: int) -> None:
+        self.sought.append((tp, offset))
+
+    async def accept_gap(self, tp: TP, start: int, end: int) -> None:
+        self.accepted.append((tp, start, end))
+
+
+def batch(*offsets: int) -> tuple[list[Record], list[object]]:
+    events = [object() for _ in offsets]
+    records = [
+        Record(topic="t.events", partition=0, offset=o, key=b"u", value=b"{}", context=e)
+        for o, e in zip(offsets, events, strict=True)
+    ]
+    return records, events
+
+
+async def test_records_past_a_hole_are_taken_out_of_the_batch_and_read_again() -> None:
+    """Taken out of the events `take_batches` acks, and the partition sought back to the hole."""
+    records, events = batch(10, 11, 15, 16)
+    consumer = ReadingAgainConsumer()
+    hole = Hole("t.events", 0, 12, 15)
+    admission = Admission(handle=records[:2], held=records[2:], read_again=[hole])
+    handled = await _read_holes_again(consumer, admission, events, read_again=True)
+    assert handled == records[:2]
+    assert events == [records[0].context, records[1].context]
+    assert consumer.sought == [(TP("t.events", 0), 12)]
+
+
+async def test_where_records_cannot_be_read_again_the_batch_is_handled_whole() -> None:
+    """Faust's own paths ack what they handed over: the hole is only reported."""
+    records, events = batch(10, 15)
+    consumer = ReadingAgainConsumer()
+    admission = Admission(
+        handle=records[:1], held=records[1:], read_again=[Hole("t.events", 0, 11, 15)]
+    )
+    handled = await _read_holes_again(consumer, admission, list(events), read_again=False)
+    assert handled == records
+    assert consumer.sought == []
+
+
+async def test_a_hole_taken_as_the_logs_own_is_handed_to_fausts_gap_tracking() -> None:
+    records, events = batch(140, 141)
+    consumer = ReadingAgainConsumer()
+    admission = Admission(handle=records, accepted=[Hole("t.events", 0, 100, 140)])
+    handled = await _read_holes_again(consumer, admission, events, read_again=True)
+    assert handled == records
+    assert consumer.accepted == [(TP("t.events", 0), 100, 140)]

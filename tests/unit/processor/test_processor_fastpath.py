@@ -25,6 +25,7 @@ from nudge.processor.fastpath import (
     DirectSink,
     FastApp,
     RawSchema,
+    known_absent,
     take_batches,
 )
 from nudge.topics import Topics
@@ -77,6 +78,7 @@ class FakeApp:
     flow_control: FakeFlow = field(default_factory=FakeFlow)
     unacked: set[FakeMessage] = field(default_factory=set)
     inbound: dict[Any, float] = field(default_factory=dict)
+    _waiting_for_ack: Any = None  # Faust's future a rebalance waits on for acks
 
     @property
     def topics(self) -> Any:
@@ -145,6 +147,25 @@ async def test_records_are_tracked_at_once_and_acked_only_when_the_next_batch_is
     stream.put(FakeMessage("t", 2))
     await anext(batches)
     assert all(m.acked for m in messages)
+
+
+async def test_records_taken_out_of_a_batch_are_neither_acked_nor_tracked() -> None:
+    """The agent takes out records past a hole (offsetwatch.py): they will be read again, so no
+    commit may pass them and no rebalance may wait for them."""
+    app = FakeApp({"t"})
+    stream = FakeStream(app)
+    kept, taken_out = FakeMessage("t", 0), FakeMessage("t", 5)
+    stream.put(kept, taken_out)
+    batches = take_batches(stream, 10, within=0.01)
+    batch = await anext(batches)
+    del batch[1]
+    app._waiting_for_ack = asyncio.get_running_loop().create_future()  # a rebalance waits
+    stream.put(FakeMessage("t", 1))
+    await anext(batches)
+    assert kept.acked
+    assert not taken_out.acked
+    assert taken_out not in app.unacked
+    assert app._waiting_for_ack.done()  # woken to look again
 
 
 async def test_a_batch_interrupted_by_a_shutdown_stays_unacked() -> None:
@@ -344,21 +365,56 @@ async def test_records_a_stale_fetch_took_are_read_again_not_skipped() -> None:
     assert consumer.next_offsets[tp] == 14
 
 
-async def test_a_gap_the_log_really_has_is_read_again_once_then_passed() -> None:
-    """Offsets a log does not hold (a transaction marker, compaction) come back as the same
-    gap: after one reading again it is Faust's to handle, and the records flow on."""
+async def test_offsets_missing_inside_one_fetch_are_the_logs_own() -> None:
+    """One fetch is a contiguous slice of the log: offsets missing between two of its records
+    are transaction markers or compacted records. Faust records them as a gap (acked, so
+    commits pass them), and the records flow on without reading again."""
+    tp = TP("events", 0)
+    consumer = standing_at(tp, 10)
+    await _drain(consumer, [[FakeMessage("events", o) for o in (10, 12, 13)]])
+    assert consumer.seeks == []
+    assert consumer.delivered == [10, 12, 13]
+    assert consumer.gaps == [(tp, 11, 11)]  # Faust's interval: 11 up to 11 included
+
+
+async def test_a_gap_before_a_fetch_is_read_again_and_never_recorded_as_the_logs() -> None:
+    """Missing before a fetch's first record, the offsets may be records a stale fetch took.
+    Read again once; if the same gap comes back the records are delivered, but no gap is
+    recorded (so no commit passes it on that ground): the offset watch reads it again before it
+    takes it for the log's own. (A run lost 170 commands when this path recorded a stale
+    fetch's jump as a gap.)"""
     tp = TP("events", 0)
     consumer = standing_at(tp, 10)
     await _drain(
         consumer,
         [
-            [FakeMessage("events", 10), FakeMessage("events", 12)],  # 11: a marker
+            [FakeMessage("events", 12), FakeMessage("events", 13)],
             [FakeMessage("events", 12), FakeMessage("events", 13)],
         ],
     )
-    assert consumer.seeks == [(tp, 11)]
-    assert consumer.delivered == [10, 12, 13]
-    assert consumer.gaps == [(tp, 11, 12)]  # acked by Faust, so commits can pass the marker
+    assert consumer.seeks == [(tp, 10)]
+    assert consumer.delivered == [12, 13]
+    assert consumer.gaps == []
+
+
+async def test_a_partition_read_again_delivers_nothing_past_the_hole_until_it_comes() -> None:
+    """The agent found records 10 to 19 missing (dropped after the fetch) and asks to read the
+    partition again: records still fetched from before are not delivered (sought back once
+    more), and delivery goes on from 10."""
+    tp = TP("events", 0)
+    consumer = standing_at(tp, 20)
+    await BatchDrainConsumer.read_again(consumer, tp, 10)  # type: ignore[arg-type]
+    assert consumer.next_offsets[tp] == 10
+    await _drain(
+        consumer,
+        [
+            [FakeMessage("events", 20), FakeMessage("events", 21)],  # fetched before the seek
+            [FakeMessage("events", o) for o in (10, 11, 12)],
+        ],
+    )
+    assert consumer.seeks == [(tp, 10), (tp, 10)]
+    assert consumer.delivered == [10, 11, 12]
+    assert consumer.gaps == []
 
 
 async def test_a_partition_whose_position_is_not_known_is_taken_as_it_comes() -> None:
@@ -550,3 +606,30 @@ async def test_a_commit_never_names_an_offset_past_the_records_handed_to_the_han
     consumer.commit_limit = lambda topic, partition: limits.get((topic, partition))
     assert await consumer._commit({EVENTS_0: 150, TP("events", 1): 250, TICKS_0: 7})
     assert sent == [{EVENTS_0: 120, TP("events", 1): 250, TICKS_0: 7}]
+
+
+async def test_offsets_are_known_absent_only_where_faust_recorded_gaps_covering_them(
+    fetching: FetchingConsumer,
+) -> None:
+    """Faust's drain records the offsets a fetch stepped over (transaction markers, compaction);
+    the offset watch passes a hole only if those cover all of it."""
+    consumer = fetching.consumer
+    consumer._gap[EVENTS_0].addi(11, 13)
+    consumer._gap[EVENTS_0].addi(13, 20)
+    assert known_absent(consumer, "events", 0, 11, 20)
+    assert known_absent(consumer, "events", 0, 12, 15)
+    assert not known_absent(consumer, "events", 0, 10, 20)  # 10 is not known absent
+    assert not known_absent(consumer, "events", 0, 11, 21)
+    assert not known_absent(consumer, "events", 1, 11, 12)
+
+
+async def test_a_gap_accepted_as_the_logs_own_is_known_absent_and_lets_commits_pass(
+    fetching: FetchingConsumer,
+) -> None:
+    """The offset watch read a hole again twice and the same records came: it is the log's own
+    (retention, a marker at the committed offset). Without telling Faust, its commits would stop
+    at the hole for good."""
+    consumer = fetching.consumer
+    await consumer.accept_gap(EVENTS_0, 100, 140)
+    assert known_absent(consumer, "events", 0, 100, 140)
+    assert not known_absent(consumer, "events", 0, 100, 141)
