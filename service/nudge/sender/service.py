@@ -5,10 +5,10 @@ Many commands are in flight at once (bounded by `sender_concurrency`); each one 
 up to the lowest unfinished offset per partition (`OffsetTracker`). Retry-tier records wait for
 their due time inside their task, so a waiting retry holds only its own tier's partition.
 
-Start: create topics, rebuild the ledger/suppression/policy views (`TableFollower`), count
-ambiguous keys, then join the consumer group. SIGTERM (`stop` set): stop fetching, cancel tasks
-still waiting for a retry's due time (their records are redelivered), let in-flight sends finish,
-commit, close.
+Start: create topics (`prepare_topics`), rebuild the ledger/suppression/policy views
+(`TableFollower`), count ambiguous keys, then join the consumer group. SIGTERM (`stop` set): stop
+fetching, cancel tasks still waiting for a retry's due time (their records are redelivered), let
+in-flight sends finish, commit, close.
 """
 
 from __future__ import annotations
@@ -105,22 +105,13 @@ class SenderService:
 
     @property
     def state_topics(self) -> dict[str, str]:
-        return {
-            "ledger": self.topics.internal(LEDGER_TOPIC),
-            "suppressions": self.topics.internal(SUPPRESSIONS_TOPIC),
-            "policy": self.topics.internal(CONTACT_POLICY_TOPIC),
-        }
+        return state_topics(self.topics)
 
     async def run(self, stop: asyncio.Event) -> int:
         """Serve until `stop` is set (or a fatal error); 0 after a clean drain, 1 otherwise."""
         settings = self.settings
         state = self.state_topics
-        await _ensure_ledger_topic(settings, state["ledger"])
-        await ensure_topics(
-            settings,
-            [*public_topics(self.topics), *retry_topics(self.topics), *state.values()],
-            compacted=state.values(),
-        )
+        await prepare_topics(settings)
         await wait_for_group_coordinator(settings, self.topics.sender_group)
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -297,6 +288,30 @@ class SenderService:
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         if self._follower is not None and assigned:
             await self._follower.caught_up()
+
+
+def state_topics(topics: Topics) -> dict[str, str]:
+    """The compacted topics the sender rebuilds its views from at start (`TableFollower`)."""
+    return {
+        "ledger": topics.internal(LEDGER_TOPIC),
+        "suppressions": topics.internal(SUPPRESSIONS_TOPIC),
+        "policy": topics.internal(CONTACT_POLICY_TOPIC),
+    }
+
+
+async def prepare_topics(settings: Settings) -> None:
+    """Create every topic the sender reads or writes, if missing: the public ones, the retry
+    tiers, and the state topics compacted (the ledger also time-limited), each with
+    `topic_partitions`. Tests call it before they publish: a topic the broker creates on first
+    use gets the broker's default partition count, and the state topics no compaction."""
+    topics = Topics(settings.topic_prefix)
+    state = state_topics(topics)
+    await _ensure_ledger_topic(settings, state["ledger"])
+    await ensure_topics(
+        settings,
+        [*public_topics(topics), *retry_topics(topics), *state.values()],
+        compacted=state.values(),
+    )
 
 
 async def _ensure_ledger_topic(settings: Settings, name: str) -> None:

@@ -1,9 +1,10 @@
 """Fixtures for the sender against the real Kafka and a real SMTP server (aiosmtpd on loopback).
 
 Every test gets its own topic prefix (so its own consumer group), its own sink on a free port,
-and short retry delays. Senders run in process (`start_sender`) or, to be killed, as `nudge
-sender` processes (`sender_services`). Servers, sender tasks and processes are stopped by fixture
-finalizers, also when a test fails.
+and short retry delays. Its topics are created before it publishes, as the sender creates them
+(never by the broker on a first publish, with the broker's default partition count). Senders run
+in process (`start_sender`) or, to be killed, as `nudge sender` processes (`sender_services`).
+Servers, sender tasks and processes are stopped by fixture finalizers, also when a test fails.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from senderkit import Cluster
 
 from nudge.sender.cli import make_pool
-from nudge.sender.service import SenderService
+from nudge.sender.service import SenderService, prepare_topics
 from nudge.sender.sink import Faults, SmtpSink
 from nudge.settings import Settings, SmtpSettings
 from nudge.testing import Services
@@ -70,12 +71,22 @@ async def sender_services(services: Services, sender_settings: Settings) -> Asyn
 
 @pytest.fixture
 async def cluster(sender_settings: Settings) -> AsyncIterator[Cluster]:
+    """The test's topics, created as the sender creates them before anything is published
+    (`prepare_topics`), and a producer to publish with. Afterwards, no topic of the test may have
+    another partition count: one the broker created on a first publish would."""
+    await prepare_topics(sender_settings)
     producer = AIOKafkaProducer(bootstrap_servers=sender_settings.kafka_bootstrap_servers)
     await producer.start()
+    cluster = Cluster(settings=sender_settings, producer=producer)
     try:
-        yield Cluster(settings=sender_settings, producer=producer)
+        yield cluster
     finally:
         await producer.stop()
+    wrong = await cluster.auto_created()
+    assert not wrong, (
+        f"topics with the broker's default partition count, not {sender_settings.topic_partitions}"
+        f": {wrong}; something published to them before they were created"
+    )
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from nudge.codec import decode_delivery, encode_command
 from nudge.commands import DeliveryRecord, SendCommand
@@ -94,3 +95,22 @@ class Cluster:
         await wait_until_caught_up(
             self.settings.kafka_bootstrap_servers, self.topics.sender_group, sources, timeout=limit
         )
+
+    async def auto_created(self) -> dict[str, int]:
+        """The test's topics whose partition count is not the one Nudge creates them with
+        (`topic_partitions`), with their count: topics the broker made on their first use, with
+        its default count (4 in deploy/local), because something published before creating them.
+        """
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            # Every topic's metadata: asking about named ones could create a missing one.
+            described = await admin.describe_topics()
+        finally:
+            await admin.close()
+        return {
+            t["topic"]: len(t["partitions"])
+            for t in described
+            if t["topic"].startswith(self.topics.prefix)
+            and len(t["partitions"]) != self.settings.topic_partitions
+        }
