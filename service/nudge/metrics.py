@@ -98,6 +98,14 @@ PROCESSING_ERRORS = Counter(
     "by source: the processor's events, deliveries and ticks, the sender's send-commands.",
     ["source"],
 )
+OFFSET_HOLES = Counter(
+    "nudge_offset_holes_total",
+    "Records of a partition that reached the processor past ones it never saw (offsetwatch.py), "
+    "by source topic and action: read_again (held back, the partition read again from the "
+    "hole), accepted (the same hole came back after reading again: taken as the log's own, "
+    "retention or a transaction marker), reported (Faust's own paths: handled anyway).",
+    ["source", "action"],
+)
 
 # Sender --------------------------------------------------------------------------------------
 SMTP_ATTEMPTS = Counter(

@@ -184,7 +184,12 @@ def active_partitions(app: faust.App, topic: str) -> set[int]:
 
 
 async def _read_holes_again(
-    consumer: Any, admission: Admission, events: list[Any], read_again: bool
+    consumer: Any,
+    admission: Admission,
+    events: list[Any],
+    *,
+    read_again: bool,
+    source: Callable[[str], str],
 ) -> list[Record]:
     """Act on what the offset watch found in a batch; the records to handle.
 
@@ -194,6 +199,7 @@ async def _read_holes_again(
     hole only reported.
     """
     for hole in admission.accepted:
+        metrics.OFFSET_HOLES.labels(source(hole.topic), "accepted").inc()
         log.warning(
             "records missing from a partition came back the same after reading it again: "
             "taken as the log's own (retention, a transaction marker)",
@@ -205,6 +211,8 @@ async def _read_holes_again(
         if read_again:  # Faust's commits would otherwise stop at the hole for good
             await consumer.accept_gap(TP(hole.topic, hole.partition), hole.expected, hole.got)
     for hole in admission.read_again:
+        action = "read_again" if read_again else "reported"
+        metrics.OFFSET_HOLES.labels(source(hole.topic), action).inc()
         log.warning(
             "records never reached the handler: reading the partition again from the first missing"
             if read_again
@@ -317,6 +325,11 @@ def create_processor(
     )
 
     watch = OffsetWatch()
+    source_names = {topics.events: "events", topics.deliveries: "deliveries"}
+    source_names[topics.internal(TICKS)] = "ticks"
+
+    def source_name(topic: str) -> str:  # as the handler labels its metrics
+        return source_names.get(topic, topic)
 
     async def handle(stream: Any) -> None:
         consumer: Any = app.consumer  # the consumer exists once streams run
@@ -346,7 +359,9 @@ def create_processor(
             ]
             admission = watch.admit(records, committed, absent, time.monotonic())
             if admission.held or admission.accepted or admission.read_again:
-                records = await _read_holes_again(consumer, admission, events, read_again)
+                records = await _read_holes_again(
+                    consumer, admission, events, read_again=read_again, source=source_name
+                )
                 if not read_again:
                     watch.move_past(admission.held)
                 if not records:

@@ -193,6 +193,15 @@ class ReadingAgainConsumer:
         self.accepted.append((tp, start, end))
 
 
+def source(topic: str) -> str:
+    return topic.removeprefix("t.")
+
+
+def holes_counted(action: str) -> float:
+    labels = {"source": "events", "action": action}
+    return REGISTRY.get_sample_value("nudge_offset_holes_total", labels) or 0.0
+
+
 def batch(*offsets: int) -> tuple[list[Record], list[object]]:
     events = [object() for _ in offsets]
     records = [
@@ -208,7 +217,9 @@ async def test_records_past_a_hole_are_taken_out_of_the_batch_and_read_again() -
     consumer = ReadingAgainConsumer()
     hole = Hole("t.events", 0, 12, 15)
     admission = Admission(handle=records[:2], held=records[2:], read_again=[hole])
-    handled = await _read_holes_again(consumer, admission, events, read_again=True)
+    before = holes_counted("read_again")
+    handled = await _read_holes_again(consumer, admission, events, read_again=True, source=source)
+    assert holes_counted("read_again") == before + 1
     assert handled == records[:2]
     assert events == [records[0].context, records[1].context]
     assert consumer.sought == [(TP("t.events", 0), 12)]
@@ -221,8 +232,12 @@ async def test_where_records_cannot_be_read_again_the_batch_is_handled_whole() -
     admission = Admission(
         handle=records[:1], held=records[1:], read_again=[Hole("t.events", 0, 11, 15)]
     )
-    handled = await _read_holes_again(consumer, admission, list(events), read_again=False)
+    before = holes_counted("reported")
+    handled = await _read_holes_again(
+        consumer, admission, list(events), read_again=False, source=source
+    )
     assert handled == records
+    assert holes_counted("reported") == before + 1
     assert consumer.sought == []
 
 
@@ -230,6 +245,8 @@ async def test_a_hole_taken_as_the_logs_own_is_handed_to_fausts_gap_tracking() -
     records, events = batch(140, 141)
     consumer = ReadingAgainConsumer()
     admission = Admission(handle=records, accepted=[Hole("t.events", 0, 100, 140)])
-    handled = await _read_holes_again(consumer, admission, events, read_again=True)
+    before = holes_counted("accepted")
+    handled = await _read_holes_again(consumer, admission, events, read_again=True, source=source)
+    assert holes_counted("accepted") == before + 1
     assert handled == records
     assert consumer.accepted == [(TP("t.events", 0), 100, 140)]
