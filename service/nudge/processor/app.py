@@ -325,8 +325,11 @@ def create_processor(
     )
 
     watch = OffsetWatch()
-    source_names = {topics.events: "events", topics.deliveries: "deliveries"}
-    source_names[topics.internal(TICKS)] = "ticks"
+    source_names = {
+        topics.events: "events",
+        topics.deliveries: "deliveries",
+        topics.internal(TICKS): "ticks",
+    }
 
     def source_name(topic: str) -> str:  # as the handler labels its metrics
         return source_names.get(topic, topic)

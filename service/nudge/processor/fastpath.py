@@ -401,7 +401,10 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         uncommitted = [tp for tp in streams if not self._committed_offset.get(tp)]
         # Where each stream partition now stands: its committed offset, or (from the beginning)
         # not known until its first record.
-        self.next_offsets = {tp: self._committed_offset.get(tp) or None for tp in streams}
+        # In place: the drain loop holds this dict from its start (a new one went unseen by it,
+        # so the guard watched the first assignment's offsets for good).
+        self.next_offsets.clear()
+        self.next_offsets.update({tp: self._committed_offset.get(tp) or None for tp in streams})
         if uncommitted:
             # On the consumer's thread, which wants aiokafka's own partition type. A rebalance
             # that took a partition away meanwhile makes this an IllegalStateError: the next
@@ -517,6 +520,10 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
                         self._n_acked = 0
                         await self.commit()
                     await callback(message)
+                    if next_offsets.get(tp) != expected:
+                        # Sought back while this record waited for room in the stream's buffer
+                        # (`read_again`): where the partition stands is the seek's now.
+                        continue
                     set_read_offset(tp, offset)
                     previous[tp] = offset
                     if tp in next_offsets:

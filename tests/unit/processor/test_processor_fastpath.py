@@ -417,6 +417,34 @@ async def test_a_partition_read_again_delivers_nothing_past_the_hole_until_it_co
     assert consumer.gaps == []
 
 
+async def test_a_seek_back_asked_while_a_record_waits_for_room_is_not_overwritten() -> None:
+    """The agent asks to read a partition again from 10 while the drain is handing it record 21
+    (waiting for room in the stream's buffer): that record does not move the partition's
+    expected offset past the seek, so the rest of the fetch is held back and delivery goes on
+    from 10. (It did move it: the re-read records then counted as already read and were
+    dropped, and a chaos run sought one partition back three times.)"""
+    tp = TP("events", 0)
+    consumer = standing_at(tp, 20)
+    delivered = consumer.delivered
+
+    async def callback(message: FakeMessage) -> None:
+        delivered.append(message.offset)
+        if message.offset == 21:
+            await BatchDrainConsumer.read_again(consumer, tp, 10)  # type: ignore[arg-type]
+
+    consumer.callback = callback  # type: ignore[method-assign]
+    await _drain(
+        consumer,
+        [
+            [FakeMessage("events", o) for o in (20, 21, 22, 23)],
+            [FakeMessage("events", o) for o in (10, 11)],
+        ],
+    )
+    assert delivered == [20, 21, 10, 11]
+    assert consumer.seeks == [(tp, 10), (tp, 10)]
+    assert consumer.next_offsets[tp] == 12
+
+
 async def test_a_partition_whose_position_is_not_known_is_taken_as_it_comes() -> None:
     """Read from its beginning (never committed) or not a stream's: no expectation to check."""
     consumer = DrainingConsumer()
@@ -582,7 +610,9 @@ async def test_a_seek_back_reads_a_never_committed_stream_partition_from_its_beg
     monkeypatch.setattr(consumer, "seek_to_committed", seek_to_committed)
     monkeypatch.setattr(consumer._thread, "seek_to_beginning", seek_to_beginning)
     monkeypatch.setattr(consumer, "_is_changelog_tp", lambda tp: tp == CHANGELOG_0)
+    expectations = consumer.next_offsets  # what the drain loop holds from its start
     await consumer.perform_seek()
+    assert consumer.next_offsets is expectations  # updated in place, not replaced
     assert rewound == [{EVENTS_0, events_1, TICKS_0}]
     # Where the next record of each must be (`_drain_messages` reads again what a fetch skips).
     assert consumer.next_offsets == {EVENTS_0: None, events_1: None, committed: 41, TICKS_0: None}
