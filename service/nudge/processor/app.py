@@ -328,7 +328,7 @@ def create_processor(
     source_names = {
         topics.events: "events",
         topics.deliveries: "deliveries",
-        topics.internal(TICKS): "ticks",
+        topics.internal(TICKS): TICKS,
     }
 
     def source_name(topic: str) -> str:  # as the handler labels its metrics

@@ -365,11 +365,15 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         that partition (records already fetched are sought back again, `_drain_messages`)."""
         self.gaps_read_again.pop(tp, None)
         self.next_offsets[tp] = offset
+        await self._seek_back(tp, offset)
+
+    async def _seek_back(self, tp: TP, offset: int) -> None:
+        """Seek a stream partition back to `offset` with no read offset: a jump from the read
+        offset, made by a record still in flight from before the seek, would be recorded by
+        Faust's drain as a gap of the log (acked, so commits would pass the records skipped)."""
         # A rebalance that took the partition away meanwhile: its next owner reads it.
         with contextlib.suppress(IllegalStateError):
             await self.seek(tp, offset)
-        # No read offset: a record still in flight from before the seek must not make Faust's
-        # drain record the hole as a gap of the log (which acks it, so commits pass it).
         self._read_offset[tp] = None
 
     async def accept_gap(self, tp: TP, start: int, end: int) -> None:
@@ -535,11 +539,7 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
                     partition=tp.partition,
                     offset=offset,
                 )
-                # A rebalance that took the partition away meanwhile: its next owner reads it.
-                with contextlib.suppress(IllegalStateError):
-                    await self.seek(tp, offset)
-                    # No read offset: Faust's drain would take a jump from it for a gap.
-                    set_read_offset(tp, None)
+                await self._seek_back(tp, offset)
 
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):

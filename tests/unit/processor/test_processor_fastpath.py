@@ -267,6 +267,8 @@ class DrainingConsumer:
     async def _add_gap(self, tp: Any, start: int, end: int) -> None:  # Faust: acked as read
         self.gaps.append((tp, start, end))
 
+    _seek_back = BatchDrainConsumer._seek_back  # the real one, over the seek below
+
     async def seek(self, tp: Any, offset: int) -> None:  # what BatchDrainConsumer.seek keeps
         self.seeks.append((tp, offset))
         self._read_offset[tp] = offset
