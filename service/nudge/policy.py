@@ -4,6 +4,10 @@ The processor owns consent, unsubscribe and deletion; it writes the latest `Cont
 user to the compacted topic `<prefix>internal.contact-policy` (key `user_id`) whenever it changes.
 The sender reads that topic from the beginning at start and tails it, so a command made before an
 unsubscribe is still stopped right before sending (SPEC §8, issue 5).
+
+A record also names the marketing journeys the user's event has just ended (`withdrawn`: a
+purchase ends the cart reminders) while a mail of theirs may still wait in the sender, so that a
+reminder held back by an SMTP retry is not delivered after the purchase.
 """
 
 from __future__ import annotations
@@ -20,12 +24,18 @@ CONTACT_POLICY_TOPIC = "contact-policy"  # under Topics.internal()
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ContactPolicy:
-    """What may be sent to a user now. Transactional mail needs only `not deleted`."""
+    """What may be sent to a user now. Transactional mail needs only `not deleted`.
+
+    `withdrawn`: marketing journeys an exit ended at `at`; their mail made at or before `at`
+    must not go. Unlike the consent fields, which the next record replaces, the sender
+    remembers a withdrawal for as long as such a mail could still be on time (its grace).
+    """
 
     user_id: str
     marketing_allowed: bool
     deleted: bool
     at: datetime
+    withdrawn: tuple[str, ...] = ()
 
     def allows(self, kind: str) -> bool:
         if self.deleted:
@@ -40,6 +50,7 @@ def encode_policy(policy: ContactPolicy) -> bytes:
             "marketing_allowed": policy.marketing_allowed,
             "deleted": policy.deleted,
             "at": policy.at,
+            "withdrawn": policy.withdrawn,
         }
     )
 
@@ -47,11 +58,17 @@ def encode_policy(policy: ContactPolicy) -> bytes:
 def decode_policy(raw: bytes) -> ContactPolicy:
     try:
         data = orjson.loads(raw)
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON object was expected, not {type(data).__name__}")
+        withdrawn = data.get("withdrawn", [])  # absent from records older than withdrawals
+        if not isinstance(withdrawn, list):
+            raise TypeError(f"withdrawn must be a list of journey names, not {withdrawn!r}")
         return ContactPolicy(
             user_id=str(data["user_id"]),
             marketing_allowed=bool(data["marketing_allowed"]),
             deleted=bool(data["deleted"]),
             at=datetime.fromisoformat(data["at"]),
+            withdrawn=tuple(str(journey) for journey in withdrawn),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise InvalidCommand(f"unreadable contact-policy record: {err}") from err

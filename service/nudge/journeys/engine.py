@@ -226,8 +226,10 @@ class Engine:
             self._facts(draft, event, occurred, now, decisions)
             calendar_changed = calendar_changed or draft.signed_up != signed_up
         runs = self.runs
+        withdrawn: tuple[str, ...] = ()
         if event_type in runs.exit_types:
             runs.exit(draft, event, now, decisions)
+            withdrawn = runs.withdrawals(draft, event_type, now_ms)
         if event_type in runs.by_event:
             runs.trigger(draft, event, occurred, orders_before, tz, now, decisions)
         if calendar_changed:
@@ -236,12 +238,13 @@ class Engine:
         expire(draft, now_ms, self._view_window, self.policies.attribution_window_ms)
         final = draft.freeze()
         policy = None
-        if is_new or final.marketing_allowed != allowed_before:
+        if is_new or final.marketing_allowed != allowed_before or withdrawn:
             policy = ContactPolicy(
                 user_id=final.user_id,
                 marketing_allowed=final.marketing_allowed,
                 deleted=False,
                 at=now,
+                withdrawn=withdrawn,
             )
         wake = self.firing.next_due(final, tz)
         return final, tuple(commands), tuple(decisions), wake, policy

@@ -72,8 +72,9 @@ class Outcome:
     """The result of one engine call (docs/dev/contracts.md).
 
     `state` None means: erase this user (deletion). `wake_at` None means nothing is pending.
-    `policy` is set when consent, unsubscribe or deletion changed (or the user is new), for the
-    processor to publish on the contact-policy topic.
+    `policy` is set when consent, unsubscribe or deletion changed (or the user is new), or an
+    exit withdrew a journey's mail that may still wait in the sender, for the processor to
+    publish on the contact-policy topic.
     """
 
     state: UserState | None

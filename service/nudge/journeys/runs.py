@@ -54,6 +54,15 @@ class Runs:
         self.exit_types = frozenset(self.exits) | (
             _CART_CHANGES if self.cart_exits else frozenset()
         )
+        # Per event type, the journeys it ends whatever the run's subject (no `same:`), and
+        # each journey's grace: for `withdrawals`.
+        self.plain_exits = {
+            event_type: frozenset(
+                j.name for j in js if any(r.event == event_type and r.same is None for r in j.exits)
+            )
+            for event_type, js in self.exits.items()
+        }
+        self.grace_ms = {j.name: j.grace_ms for j in journeys.values()}
         self.birthday = tuple(j for j in journeys.values() if j.trigger.calendar == "birthday")
         self.signup = tuple(j for j in journeys.values() if j.trigger.calendar == "signup")
         self.captures = {
@@ -114,6 +123,31 @@ class Runs:
             else:
                 kept.append(run)
         draft.runs = tuple(kept)
+
+    def withdrawals(self, draft: Draft, event_type: str, now_ms: int) -> tuple[str, ...]:
+        """The journeys this event ends whose last marketing mail may still wait in the sender.
+
+        Call after `exit`. A mail made within its journey's grace can still be unsent (an SMTP
+        retry after a 4xx, a carrier's throttle, a backlog); the contact policy names these
+        journeys (`ContactPolicy.withdrawn`) and the sender drops their mail made until now, so
+        a cart reminder does not arrive after the purchase. An exit that names a subject
+        (`same: product`) is left out: a touch does not remember which product its mail was about.
+        """
+        if not draft.touches:
+            return ()
+        ended = self.plain_exits.get(event_type, frozenset())
+        if self.cart_exits and not draft.cart and event_type in _CART_CHANGES:
+            ended = ended | self.cart_exits
+        if not ended:
+            return ()
+        recent = {
+            touch.journey
+            for touch in draft.touches
+            if not touch.holdout
+            and touch.journey in ended
+            and touch.at >= now_ms - self.grace_ms[touch.journey]
+        }
+        return tuple(sorted(recent))
 
     def trigger(
         self,

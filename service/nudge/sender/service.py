@@ -89,7 +89,7 @@ class SenderService:
         self.topics = Topics(settings.topic_prefix)
         self.mailer = mailer
         self.ledger = KeyLedger()
-        self.gate = Gate()
+        self.gate = Gate(withdrawal_horizon=(window or MarketingWindow()).longest_grace)
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.ready = False
         self.fatal: BaseException | None = None

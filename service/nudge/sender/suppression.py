@@ -4,13 +4,16 @@ Suppressions live in the compacted topic `<prefix>internal.suppressions` (key: t
 address); the sender writes one when a 5.1.x reply proves the address bad. Contact policies come
 from the processor on `<prefix>internal.contact-policy` (`nudge.policy`). Both are rebuilt at
 start and tailed, and checked right before sending, because state may have changed since the
-command was made (SPEC §8: unsubscribe is effective for the next mail).
+command was made (SPEC §8: unsubscribe is effective for the next mail). A policy record can also
+withdraw a journey's marketing mail made until then (a purchase ends the cart reminders): those
+withdrawals add up per user and are kept for the longest grace, after which such a mail would be
+`stale` anyway.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 import orjson
@@ -38,6 +41,10 @@ class Gate:
 
     suppressed: dict[str, str] = field(default_factory=dict)
     policies: dict[str, ContactPolicy] = field(default_factory=dict)
+    # user → journey → when an exit withdrew that journey's mail made until then.
+    withdrawn: dict[str, dict[str, datetime]] = field(default_factory=dict)
+    # How long a withdrawal matters: the longest grace of a marketing journey (`timeliness`).
+    withdrawal_horizon: timedelta = timedelta(days=1)
 
     def apply_suppression(self, key: str, raw: bytes | None) -> None:
         if raw is None:  # a tombstone lifts the suppression (an operator's decision)
@@ -52,11 +59,26 @@ class Gate:
     def apply_policy(self, user_id: str, raw: bytes | None) -> None:
         if raw is None:
             self.policies.pop(user_id, None)
+            self.withdrawn.pop(user_id, None)
             return
         try:
-            self.policies[user_id] = decode_policy(raw)
+            policy = decode_policy(raw)
         except InvalidCommand:
             return  # unreadable: keep the previous policy rather than guess
+        self.policies[user_id] = policy
+        known = self.withdrawn.get(user_id)
+        if known is None and not policy.withdrawn:
+            return
+        # The consent fields are replaced; withdrawals add up, each kept while a mail made
+        # before it could still be on time.
+        since = policy.at - self.withdrawal_horizon
+        kept = {journey: at for journey, at in (known or {}).items() if at >= since}
+        for journey in policy.withdrawn:
+            kept[journey] = max(kept.get(journey, policy.at), policy.at)
+        if kept:
+            self.withdrawn[user_id] = kept
+        else:
+            self.withdrawn.pop(user_id, None)
 
     def blocked(self, command: SendCommand) -> str | None:
         """Why `command` must not be sent now (a short reason), or None to go ahead."""
@@ -69,4 +91,10 @@ class Gate:
             return "user_deleted"
         if not policy.allows(command.kind):
             return "no_marketing_consent"
+        if command.kind == "marketing":
+            ended = self.withdrawn.get(command.user_id)
+            if ended is not None:
+                at = ended.get(command.journey)
+                if at is not None and command.created_at <= at:
+                    return "exited"  # e.g. a cart reminder made before the purchase
         return None

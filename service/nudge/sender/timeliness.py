@@ -48,6 +48,11 @@ class MarketingWindow:
             grace={j.name: timedelta(milliseconds=j.grace_ms) for j in config.journeys},
         )
 
+    @property
+    def longest_grace(self) -> timedelta:
+        """How late any marketing mail may still go: how long a withdrawal must be kept."""
+        return max((*self.grace.values(), self.default_grace))
+
     def closed(self, command: SendCommand, now: datetime) -> str | None:
         """Why `command` must not be sent at `now` (`stale`, `quiet_hours`), or None."""
         if command.kind != "marketing":

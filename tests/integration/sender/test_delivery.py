@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 
@@ -15,7 +16,9 @@ from senderkit import Cluster, daytime_now, make_command
 from nudge.codec import decode_delivery
 from nudge.deadletter import read_headers
 from nudge.policy import CONTACT_POLICY_TOPIC, ContactPolicy, encode_policy
+from nudge.sender.render import sample_variables
 from nudge.sender.sink import SmtpSink
+from nudge.settings import Settings
 from nudge.topics import Topics
 
 pytestmark = pytest.mark.integration
@@ -293,6 +296,44 @@ async def test_contact_policy_is_checked_right_before_sending(
     assert by_key[marketing.idempotency_key].reason == "no_marketing_consent"
     assert by_key[transactional.idempotency_key].status == "sent"
     assert len(sink.received) == 1
+
+
+async def test_a_reminder_held_back_by_a_451_is_not_sent_after_the_purchase(
+    cluster: Cluster, sink: SmtpSink, start_sender: object, sender_settings: Settings
+) -> None:
+    """The cart reminder is greylisted (451). While it waits for its retry the user orders, and
+    the processor's contact policy withdraws cart_abandonment: the retry is `suppressed` /
+    `exited` and no mail arrives."""
+    sink.faults.fail_first = 1
+    user = "u-ordered"
+    reminder = make_command(
+        user_id=user,
+        kind="marketing",
+        journey="cart_abandonment",
+        step="reminder_1",
+        template="cart_reminder_1",
+        variables=sample_variables()["cart_reminder_1"],
+        created_at=daytime_now(),
+    )
+    # Retries ~3 s apart: time to publish the withdrawal before the second attempt.
+    start_sender(dataclasses.replace(sender_settings, send_retry_base_seconds=3.0))  # type: ignore[operator]
+    await cluster.send(reminder)
+    [first] = await cluster.deliveries(1)
+    assert (first.status, first.attempt, first.smtp_code) == ("deferred", 1, 451)
+    ordered = ContactPolicy(
+        user_id=user,
+        marketing_allowed=True,
+        deleted=False,
+        at=datetime.now(UTC),
+        withdrawn=("cart_abandonment",),
+    )
+    await cluster.producer.send_and_wait(
+        cluster.topics.internal(CONTACT_POLICY_TOPIC), encode_policy(ordered), key=user.encode()
+    )
+    records = await cluster.deliveries(2)
+    assert [(r.status, r.attempt, r.reason) for r in records[1:]] == [("suppressed", 2, "exited")]
+    await cluster.handled()
+    assert sink.received == []
 
 
 async def test_two_senders_share_the_partitions_and_send_each_mail_once(

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from journeys.kit import HANA, at, cart_add, ev, order, play
+from journeys.kit import HANA, SHIPPED, at, cart_add, ev, order, play
 from nudge.events import Event
+from nudge.journeys import Engine
 
 T0 = at("2026-11-22 10:00")
 LATER = at("2027-01-31 00:00")
@@ -126,3 +127,23 @@ def test_a_newer_order_replaces_the_post_purchase_sequence() -> None:
         ("review_request", "o-2"),
         ("cross_sell", "o-2"),
     ]
+
+
+def test_an_order_withdraws_a_fresh_offer_but_adding_the_product_does_not() -> None:
+    """An order ends browse_abandonment for every product, so an offer made within its grace is
+    withdrawn from the sender. Adding the product to the cart ends only that product's offer,
+    and a sent mail does not remember its product: nothing is withdrawn then."""
+    engine = Engine(SHIPPED)
+    state = None
+    for when in ("2026-11-22 10:00", "2026-11-22 10:05", "2026-11-22 10:10"):
+        state = engine.on_event(state, view(when, user=HANA), at(when)).state
+    assert state is not None
+    due = engine.on_due(state, at("2026-11-22 10:40"))
+    assert [c.step for c in due.commands] == ["offer"]
+    assert due.state is not None
+    added = engine.on_event(due.state, cart_add(at("2026-11-22 10:50"), product="p-7"),
+                            at("2026-11-22 10:50"))  # fmt: skip
+    assert added.policy is None
+    ordered = engine.on_event(due.state, order(at("2026-11-22 10:50")), at("2026-11-22 10:50"))
+    assert ordered.policy is not None
+    assert ordered.policy.withdrawn == ("browse_abandonment",)

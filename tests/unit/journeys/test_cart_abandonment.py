@@ -4,7 +4,8 @@ later with a time-limited discount, at most 2 per cart; an order or an empty car
 
 from __future__ import annotations
 
-from journeys.kit import HANA, at, cart_add, ev, order, play
+from journeys.kit import HANA, SHIPPED, at, cart_add, ev, order, play
+from nudge.journeys import Engine, UserState
 
 T0 = at("2026-11-22 10:00")
 LATER = at("2026-11-30 00:00")
@@ -115,3 +116,43 @@ def test_the_reminder_keeps_its_idempotency_key_on_replay() -> None:
     second = play(events, until=LATER).commands
     assert [c.idempotency_key for c in first] == [c.idempotency_key for c in second]
     assert [c.command_id for c in first] == [c.command_id for c in second]
+
+
+def _after_reminder_1() -> tuple[Engine, UserState]:
+    """Hana's cart, and reminder_1 made at 11:00 (the sender may not have sent it yet)."""
+    engine = Engine(SHIPPED)
+    added = engine.on_event(None, cart_add(T0, user=HANA), T0)
+    assert added.state is not None
+    due = engine.on_due(added.state, at("2026-11-22 11:00"))
+    assert [c.step for c in due.commands] == ["reminder_1"]
+    assert due.state is not None
+    return engine, due.state
+
+
+def test_an_order_within_the_grace_of_a_reminder_withdraws_it_from_the_sender() -> None:
+    """An order 20 min after reminder_1 was made publishes a contact policy withdrawing the
+    journey's mail made until the order: a reminder held back by an SMTP retry never arrives
+    after the purchase. Consent is unchanged."""
+    engine, state = _after_reminder_1()
+    ordered = engine.on_event(state, order(at("2026-11-22 11:20")), at("2026-11-22 11:20"))
+    assert ordered.policy is not None
+    assert ordered.policy.withdrawn == ("cart_abandonment",)
+    assert ordered.policy.at == at("2026-11-22 11:20")
+    assert ordered.policy.marketing_allowed
+    assert not ordered.policy.deleted
+
+
+def test_emptying_the_cart_right_after_a_reminder_withdraws_it_too() -> None:
+    """Removing the last item is an exit (`exit_when: cart_empty`) like the order."""
+    engine, state = _after_reminder_1()
+    when = at("2026-11-22 11:05")
+    emptied = engine.on_event(state, ev("cart.item_removed", when, product_id="p-1"), when)
+    assert emptied.policy is not None
+    assert emptied.policy.withdrawn == ("cart_abandonment",)
+
+
+def test_an_order_after_the_reminders_grace_withdraws_nothing() -> None:
+    """Past the journey's grace (1 h) the sender drops that mail as `stale` anyway: no policy."""
+    engine, state = _after_reminder_1()
+    ordered = engine.on_event(state, order(at("2026-11-22 12:01")), at("2026-11-22 12:01"))
+    assert ordered.policy is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,7 +17,8 @@ from structlog.testing import capture_logs
 from nudge.codec import decode_command, decode_delivery, encode_command
 from nudge.commands import DeliveryRecord, SendCommand
 from nudge.deadletter import read_headers
-from nudge.policy import ContactPolicy, encode_policy
+from nudge.errors import InvalidCommand
+from nudge.policy import ContactPolicy, decode_policy, encode_policy
 from nudge.sender import deliver
 from nudge.sender.classify import CONNECTION_ERROR, Reply
 from nudge.sender.deliver import Delivery, RecordingOutputs, Write
@@ -29,7 +30,7 @@ from nudge.sender.suppression import Gate
 from nudge.sender.throttle import DomainThrottle
 from nudge.settings import Settings
 
-from .factories import command
+from .factories import MADE, command
 
 NOW = datetime(2026, 11, 22, 1, 15, tzinfo=UTC)
 SETTINGS = Settings(topic_prefix="t.", token_secret=b"k" * 32, send_max_attempts=3)
@@ -244,6 +245,81 @@ async def test_contact_policy_stops_marketing_but_not_transactional(rig: Rig) ->
         ("sent", None),
         ("suppressed", "user_deleted"),
     ]
+
+
+async def test_a_reminder_made_before_the_purchase_is_not_sent_after_it(rig: Rig) -> None:
+    """The order at 10:14 withdrew cart_abandonment (the processor's policy record): the
+    reminder made at 10:10, held back until now, is `suppressed` / `exited`. A reminder of a
+    new cart made after the order is sent, and so is another journey's mail made before it."""
+    ordered = NOW - timedelta(minutes=1)
+    policy = ContactPolicy(
+        user_id="u-42",
+        marketing_allowed=True,
+        deleted=False,
+        at=ordered,
+        withdrawn=("cart_abandonment",),
+    )
+    rig.delivery.gate.apply_policy("u-42", encode_policy(policy))
+    reminder = {
+        "kind": "marketing",
+        "journey": "cart_abandonment",
+        "step": "reminder_1",
+        "template": "cart_reminder_1",
+        "variables": sample_variables()["cart_reminder_1"],
+    }
+    before = command(idempotency_key="k-before", created_at=MADE - timedelta(minutes=5), **reminder)
+    after = command(idempotency_key="k-after", created_at=MADE - timedelta(seconds=30), **reminder)
+    other = command(
+        idempotency_key="k-other",
+        kind="marketing",
+        journey="winback",
+        step="winback_2",
+        template="winback_2",
+        variables={"name": None},
+        created_at=MADE - timedelta(minutes=5),
+    )
+    for each in (before, after, other):
+        await rig.delivery.handle(Record(encode_command(each)), 1)
+    assert [(r.idempotency_key, r.status, r.reason) for r in rig.deliveries()] == [
+        ("k-before", "suppressed", "exited"),
+        ("k-after", "sent", None),
+        ("k-other", "sent", None),
+    ]
+
+
+def test_withdrawals_add_up_until_the_longest_grace_has_passed() -> None:
+    """Consent fields are replaced by each policy record; withdrawals add up per journey and are
+    forgotten once no mail made before them could still be on time; a tombstone clears all."""
+    gate = Gate(withdrawal_horizon=timedelta(hours=1))
+
+    def publish(at: datetime, *withdrawn: str, allowed: bool = True) -> None:
+        policy = ContactPolicy(
+            user_id="u-42", marketing_allowed=allowed, deleted=False, at=at, withdrawn=withdrawn
+        )
+        gate.apply_policy("u-42", encode_policy(policy))
+
+    publish(NOW, "cart_abandonment")
+    publish(NOW + timedelta(minutes=10), "browse_abandonment")
+    publish(NOW + timedelta(minutes=20))  # a consent-only record keeps both
+    assert gate.withdrawn["u-42"] == {
+        "cart_abandonment": NOW,
+        "browse_abandonment": NOW + timedelta(minutes=10),
+    }
+    publish(NOW + timedelta(minutes=65))  # past the horizon for the first, not the second
+    assert gate.withdrawn["u-42"] == {"browse_abandonment": NOW + timedelta(minutes=10)}
+    gate.apply_policy("u-42", None)
+    assert "u-42" not in gate.withdrawn
+    assert "u-42" not in gate.policies
+
+
+def test_a_policy_record_from_before_withdrawals_still_reads() -> None:
+    """Records written by an older processor have no `withdrawn`: they withdraw nothing."""
+    raw = orjson.dumps(
+        {"user_id": "u-42", "marketing_allowed": True, "deleted": False, "at": NOW.isoformat()}
+    )
+    assert decode_policy(raw).withdrawn == ()
+    with pytest.raises(InvalidCommand, match="withdrawn"):
+        decode_policy(raw[:-1] + b',"withdrawn":"cart_abandonment"}')
 
 
 async def test_delivery_records_are_keyed_by_user_id(rig: Rig) -> None:
