@@ -26,7 +26,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult
 
-from nudge.commandline import FAILURE, USAGE, error, port, ratio, reason
+from nudge.commandline import FAILURE, USAGE, error, number, port, ratio, reason
 from nudge.settings import Settings
 
 
@@ -253,6 +253,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fail-ratio", type=ratio, default=0.0, help="share of messages answered 451, 0 to 1"
     )
     parser.add_argument(
+        "--fail-first",
+        type=number(int, at_least=0),
+        default=0,
+        metavar="N",
+        help="answer the first N messages 451, as a greylisting server does",
+    )
+    parser.add_argument(
         "--reject", action="append", default=[], metavar="ADDRESS", help="answer 550 5.1.1"
     )
 
@@ -266,7 +273,11 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as err:
         error("smtp-sink", f"cannot create --maildir {args.maildir}: {reason(err, args.maildir)}")
         return USAGE
-    faults = Faults(fail_ratio=args.fail_ratio, bad_addresses={a.lower() for a in args.reject})
+    faults = Faults(
+        fail_ratio=args.fail_ratio,
+        fail_first=args.fail_first,
+        bad_addresses={a.lower() for a in args.reject},
+    )
     sink = SmtpSink(
         args.maildir,
         port=args.port,

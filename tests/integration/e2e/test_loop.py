@@ -29,9 +29,10 @@ import orjson
 import pytest
 import yaml
 
+from nudge.codec import decode_delivery
 from nudge.produce import publish
 from nudge.settings import SHIPPED_JOURNEYS
-from nudge.testing import NUDGE
+from nudge.testing import NUDGE, wait_until
 from nudge.testkafka import Record
 
 from .conftest import Stack
@@ -300,3 +301,47 @@ def test_the_loop_unsubscribe_click_and_conversion(stack: Stack, tmp_path: Path)
         f"the reminder's link {original!r} points at the link service (NUDGE_PUBLIC_URL), not at "
         "the shop: the sender fills the templates' base_url with public_base_url"
     )
+
+
+def test_a_reminder_greylisted_until_after_the_order_is_never_sent(stack: Stack) -> None:
+    """The SMTP server answers the cart reminder 451, as a greylisting carrier does. While the
+    sender waits to retry, the user orders: the processor withdraws the cart journey on the
+    contact-policy topic, the retry is `suppressed` / `exited`, and the user gets the order's
+    mail but never the reminder."""
+    stack.env["NUDGE_SEND_RETRY_BASE"] = "5"  # the retry comes 4-6 s after the 451
+    stack.services.start("smtp-sink", "--maildir", str(stack.maildir), "--fail-first", "1")
+    stack.start("processor", "sender")
+    stack["smtp-sink"].wait_ready()
+    settings = stack.settings
+    users = Users(uuid.uuid4().hex[:8], daytime_zone(datetime.now(UTC)))
+    buyer = users.address("buyer")
+
+    asyncio.run(publish(settings, [users.cart_add("buyer")]))
+    [deferred] = [decode_delivery(r.value) for r in stack.read(stack.topics.deliveries, at_least=1)]
+    # The reminder (the only mail so far) met the greylisting server.
+    assert (deferred.user_id, deferred.status, deferred.smtp_code) == (
+        f"buyer-{users.run}",
+        "deferred",
+        451,
+    )
+
+    asyncio.run(publish(settings, [users.order("buyer")]))
+    confirmation = "order_confirmation/confirmation"
+    stack.wait_for_mails(has(confirmation, buyer), timeout=60)
+    outcomes = wait_until(
+        lambda: (
+            [
+                (d.status, d.reason, d.attempt)
+                for r in stack.read(stack.topics.deliveries)
+                if (d := decode_delivery(r.value)).idempotency_key == deferred.idempotency_key
+                and d.status != "deferred"
+            ]
+            or None
+        ),
+        timeout=60,
+        failure=lambda: "the greylisted reminder got no outcome\n" + stack.services.logs(),
+    )
+    assert outcomes == [("suppressed", "exited", 2)]
+    journeys = {journey_of(m) for m in mails_to(stack.mails(), buyer)}
+    assert "cart_abandonment/reminder_1" not in journeys
+    assert confirmation in journeys
