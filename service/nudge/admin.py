@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
+from nudge.policy import CONTACT_POLICY_TOPIC, WITHDRAWALS_KEPT_MS
 from nudge.settings import Settings
 from nudge.topics import Topics
 
@@ -137,6 +138,8 @@ async def wait_for_group_coordinator(settings: Settings, group: str) -> None:
 def topic_configs(name: str, *, compacted: bool = False) -> dict[str, str]:
     """The configuration a topic Nudge creates gets (existing topics keep theirs)."""
     configs = {"cleanup.policy": "compact"} if compacted else {}
+    if compacted and name.endswith(f".{CONTACT_POLICY_TOPIC}"):
+        configs["min.compaction.lag.ms"] = str(WITHDRAWALS_KEPT_MS)  # see nudge.policy
     if name.endswith(_DEAD_LETTER_SUFFIX):
         configs["max.message.bytes"] = str(DEAD_LETTER_MAX_MESSAGE_BYTES)
     return configs

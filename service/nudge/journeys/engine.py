@@ -226,15 +226,23 @@ class Engine:
             self._facts(draft, event, occurred, now, decisions)
             calendar_changed = calendar_changed or draft.signed_up != signed_up
         runs = self.runs
-        withdrawn: tuple[str, ...] = ()
-        if event_type in runs.exit_types:
+        exits = event_type in runs.exit_types
+        if exits:
             runs.exit(draft, event, now, decisions)
-            withdrawn = runs.withdrawals(draft, event_type, now_ms)
+        restarted: tuple[str, ...] = ()
         if event_type in runs.by_event:
-            runs.trigger(draft, event, occurred, orders_before, tz, now, decisions)
+            restarted = runs.trigger(draft, event, occurred, orders_before, tz, now, decisions)
+        withdrawn: tuple[str, ...] = ()
+        if (exits or restarted) and draft.touches:
+            withdrawn = runs.withdrawals(draft, event_type, now_ms, restarted)
         if calendar_changed:
             runs.calendar(draft, now_ms, tz)
         commands = self.firing.fire(draft, now_ms, decisions, tz)
+        if withdrawn and commands:
+            # A mail of that journey made just now is not made before the withdrawal: keep it
+            # (and, rarely, the earlier one in the sender with it).
+            fired = {command.journey for command in commands}
+            withdrawn = tuple(journey for journey in withdrawn if journey not in fired)
         expire(draft, now_ms, self._view_window, self.policies.attribution_window_ms)
         final = draft.freeze()
         policy = None

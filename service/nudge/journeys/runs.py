@@ -27,6 +27,7 @@ from nudge.journeys.state import (
 )
 from nudge.journeys.timing import Timing
 from nudge.journeys.variables import capture, capture_names
+from nudge.policy import WITHDRAWAL_MARGIN_MS
 
 _CART_CHANGES = frozenset({CART_ITEM_REMOVED, ORDER_COMPLETED})
 
@@ -124,20 +125,26 @@ class Runs:
                 kept.append(run)
         draft.runs = tuple(kept)
 
-    def withdrawals(self, draft: Draft, event_type: str, now_ms: int) -> tuple[str, ...]:
-        """The journeys this event ends whose last marketing mail may still wait in the sender.
+    def withdrawals(
+        self, draft: Draft, event_type: str, now_ms: int, restarted: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        """The journeys this event ends or restarts whose last marketing mail may still wait in
+        the sender.
 
-        Call after `exit`. A mail made within its journey's grace can still be unsent (an SMTP
-        retry after a 4xx, a carrier's throttle, a backlog); the contact policy names these
-        journeys (`ContactPolicy.withdrawn`) and the sender drops their mail made until now, so
-        a cart reminder does not arrive after the purchase. An exit that names a subject
-        (`same: product`) is left out: a touch does not remember which product its mail was about.
+        Call after `exit` and `trigger` (`restarted`: the `restart` journeys it started again, as
+        any activity restarts win-back), before firing. A mail made within its journey's grace
+        can still be unsent (an SMTP retry after a 4xx, a carrier's throttle, a backlog); the
+        contact policy names these journeys (`ContactPolicy.withdrawn`) and the sender drops
+        their mail made until now, so a cart reminder does not arrive after the purchase. The
+        window is the grace plus `WITHDRAWAL_MARGIN_MS`, for the two services' clocks. An exit
+        that names a subject (`same: product`) is left out: a touch does not record which
+        product its mail was about.
         """
-        if not draft.touches:
-            return ()
         ended = self.plain_exits.get(event_type, frozenset())
         if self.cart_exits and not draft.cart and event_type in _CART_CHANGES:
             ended = ended | self.cart_exits
+        if restarted:
+            ended = ended | frozenset(restarted)
         if not ended:
             return ()
         recent = {
@@ -145,7 +152,7 @@ class Runs:
             for touch in draft.touches
             if not touch.holdout
             and touch.journey in ended
-            and touch.at >= now_ms - self.grace_ms[touch.journey]
+            and touch.at >= now_ms - self.grace_ms[touch.journey] - WITHDRAWAL_MARGIN_MS
         }
         return tuple(sorted(recent))
 
@@ -158,10 +165,12 @@ class Runs:
         tz: ZoneInfo,
         now: datetime,
         out: list[Decision],
-    ) -> None:
+    ) -> tuple[str, ...]:
+        """Start the runs `event` triggers; returns the `restart` journeys it started again."""
         journeys = self.by_event.get(event.type)
         if not journeys:
-            return
+            return ()
+        restarted: list[str] = []
         for journey in journeys:
             trigger = journey.trigger
             when = trigger.when
@@ -179,7 +188,11 @@ class Runs:
                             count += 1
                     if count < trigger.views:
                         continue
-            self.start(draft, journey, event, occurred, tz, now, out)
+            if self.start(draft, journey, event, occurred, tz, now, out) and (
+                journey.reentry.mode == "restart"
+            ):
+                restarted.append(journey.name)
+        return tuple(restarted)
 
     def start(
         self,
@@ -190,7 +203,8 @@ class Runs:
         tz: ZoneInfo,
         now: datetime,
         out: list[Decision],
-    ) -> None:
+    ) -> bool:
+        """Start a run of `journey` unless its re-entry rule says no; whether it started."""
         name = journey.name
         mode = journey.reentry.mode
         subject_name = self.subjects[name]
@@ -206,16 +220,16 @@ class Runs:
                 if r.journey != name:
                     kept.append(r)
                 elif r.started > occurred:
-                    return
+                    return False
             runs = tuple(kept)
         elif mode == "debounce":
             existing = [r for r in runs if r.journey == name]
             if existing and existing[0].step != 0:
-                return  # the first step went: keep this run (one sequence per cart)
+                return False  # the first step went: keep this run (one sequence per cart)
             if existing and existing[0].started > occurred:
-                return  # the wait already runs from a later cart change
+                return False  # the wait already runs from a later cart change
             if not existing and any(m == name for m, _ in draft.marks):
-                return  # this cart had its sequence already; an exit (order, empty) re-arms
+                return False  # this cart had its sequence already; an exit (order, empty) re-arms
             runs = tuple(r for r in runs if r.journey != name)
             if not existing:
                 draft.marks = (*draft.marks, (name, FOREVER))
@@ -224,7 +238,7 @@ class Runs:
             if any(
                 m == mark and (until == FOREVER or until > occurred) for m, until in draft.marks
             ):
-                return
+                return False
             until = FOREVER if mode == "once" else occurred + self.reentry_ms[name]
             live = [m for m in draft.marks if (m[1] == FOREVER or m[1] > occurred) and m[0] != mark]
             if mode == "once_per":
@@ -243,6 +257,7 @@ class Runs:
         data = capture(names, event.properties) if names != () else None
         run = new_run(name, 0, due, occurred, event.event_id, key, data)
         draft.runs = (*runs, run)
+        return True
 
     def _within_run_limit(
         self,

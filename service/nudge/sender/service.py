@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -34,7 +35,7 @@ from nudge.admin import (
     wait_until_serving,
 )
 from nudge.partitioner import partition_for
-from nudge.policy import CONTACT_POLICY_TOPIC
+from nudge.policy import CONTACT_POLICY_TOPIC, WITHDRAWAL_MARGIN_MS
 from nudge.sender.deliver import Delivery, Outputs, Write
 from nudge.sender.ledger import LEDGER_TOPIC, LEDGER_TOPIC_CONFIG, KeyLedger
 from nudge.sender.offsets import OffsetTracker
@@ -89,7 +90,10 @@ class SenderService:
         self.topics = Topics(settings.topic_prefix)
         self.mailer = mailer
         self.ledger = KeyLedger()
-        self.gate = Gate(withdrawal_horizon=(window or MarketingWindow()).longest_grace)
+        self.gate = Gate(
+            withdrawal_horizon=(window or MarketingWindow()).longest_grace
+            + timedelta(milliseconds=WITHDRAWAL_MARGIN_MS)
+        )
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.ready = False
         self.fatal: BaseException | None = None

@@ -6,8 +6,8 @@ from the processor on `<prefix>internal.contact-policy` (`nudge.policy`). Both a
 start and tailed, and checked right before sending, because state may have changed since the
 command was made (SPEC §8: unsubscribe is effective for the next mail). A policy record can also
 withdraw a journey's marketing mail made until then (a purchase ends the cart reminders): those
-withdrawals add up per user and are kept for the longest grace, after which such a mail would be
-`stale` anyway.
+withdrawals add up per user; a later record of that user drops the ones older than the longest
+grace (plus the clock margin), after which such a mail would be `stale` anyway.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ class Gate:
     policies: dict[str, ContactPolicy] = field(default_factory=dict)
     # user → journey → when an exit withdrew that journey's mail made until then.
     withdrawn: dict[str, dict[str, datetime]] = field(default_factory=dict)
-    # How long a withdrawal matters: the longest grace of a marketing journey (`timeliness`).
+    # How long a withdrawal matters: the longest grace of a marketing journey (`timeliness`)
+    # plus the margin for the processor's and the sender's clocks.
     withdrawal_horizon: timedelta = timedelta(days=1)
 
     def apply_suppression(self, key: str, raw: bytes | None) -> None:

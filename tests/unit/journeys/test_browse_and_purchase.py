@@ -141,9 +141,8 @@ def test_an_order_withdraws_a_fresh_offer_but_adding_the_product_does_not() -> N
     due = engine.on_due(state, at("2026-11-22 10:40"))
     assert [c.step for c in due.commands] == ["offer"]
     assert due.state is not None
-    added = engine.on_event(due.state, cart_add(at("2026-11-22 10:50"), product="p-7"),
-                            at("2026-11-22 10:50"))  # fmt: skip
-    assert added.policy is None
+    same_product = cart_add(at("2026-11-22 10:50"), product="p-7")
+    assert engine.on_event(due.state, same_product, at("2026-11-22 10:50")).policy is None
     ordered = engine.on_event(due.state, order(at("2026-11-22 10:50")), at("2026-11-22 10:50"))
     assert ordered.policy is not None
     assert ordered.policy.withdrawn == ("browse_abandonment",)

@@ -152,7 +152,11 @@ def test_emptying_the_cart_right_after_a_reminder_withdraws_it_too() -> None:
 
 
 def test_an_order_after_the_reminders_grace_withdraws_nothing() -> None:
-    """Past the journey's grace (1 h) the sender drops that mail as `stale` anyway: no policy."""
+    """Past the journey's grace (1 h) and a 5-minute margin for the two services' clocks, the
+    sender drops that mail as `stale` anyway: no policy. Within the margin it is withdrawn."""
     engine, state = _after_reminder_1()
-    ordered = engine.on_event(state, order(at("2026-11-22 12:01")), at("2026-11-22 12:01"))
+    ordered = engine.on_event(state, order(at("2026-11-22 12:04")), at("2026-11-22 12:04"))
+    assert ordered.policy is not None
+    assert ordered.policy.withdrawn == ("cart_abandonment",)
+    ordered = engine.on_event(state, order(at("2026-11-22 12:06")), at("2026-11-22 12:06"))
     assert ordered.policy is None

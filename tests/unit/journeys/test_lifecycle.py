@@ -8,7 +8,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from journeys.kit import BERLIN, HANA, NEW_YORK, TOKYO, at, cart_add, ev, order, play, signup
+from journeys.kit import (
+    BERLIN,
+    HANA,
+    NEW_YORK,
+    SHIPPED,
+    TOKYO,
+    at,
+    cart_add,
+    ev,
+    order,
+    play,
+    signup,
+)
 from nudge.events import Event
 from nudge.journeys import Engine, parse_journeys
 
@@ -269,3 +281,45 @@ def test_an_opened_mail_is_not_activity_for_the_seasonal_audience() -> None:
         until=at("2026-12-25 00:00"),
     )
     assert played.steps("seasonal") == []
+
+
+def test_activity_right_after_a_winback_mail_withdraws_it_from_the_sender() -> None:
+    """Win-back ends at any activity (a `restart` trigger): a login 10 minutes after winback_1
+    was made withdraws it, so "we miss you" held back by an SMTP retry does not arrive after the
+    user came back. A login a day later withdraws nothing (past the grace)."""
+    engine = Engine(SHIPPED)
+    state = engine.on_event(None, login("2026-11-22 10:00", user=HANA), T0).state
+    assert state is not None
+    due = engine.on_due(state, at("2026-12-22 10:00"))
+    assert [c.step for c in due.commands] == ["winback_1"]
+    assert due.state is not None
+    back = engine.on_event(due.state, login("2026-12-22 10:10"), at("2026-12-22 10:10"))
+    assert back.policy is not None
+    assert back.policy.withdrawn == ("winback",)
+    later = engine.on_event(due.state, login("2026-12-23 10:00"), at("2026-12-23 10:00"))
+    assert later.policy is None
+
+
+AT_ONCE = """\
+version: 1
+journeys:
+  hello_again:
+    kind: marketing
+    trigger: {event: user.logged_in}
+    reentry: restart
+    steps:
+      - {name: hello, template: winback_2, wait: {delay: 0m}}
+"""
+
+
+def test_a_restart_that_makes_a_new_mail_at_once_does_not_withdraw_it() -> None:
+    """A restart whose first step is due at once makes its new mail in the same call as the
+    withdrawal would be: that mail is not older than it, so nothing is withdrawn (the earlier
+    one included)."""
+    engine = Engine(parse_journeys(AT_ONCE))
+    first = engine.on_event(None, login("2026-11-22 10:00", user=HANA), T0)
+    assert [c.step for c in first.commands] == ["hello"]
+    assert first.state is not None
+    again = engine.on_event(first.state, login("2026-11-22 10:05"), at("2026-11-22 10:05"))
+    assert [c.step for c in again.commands] == ["hello"]
+    assert again.policy is None

@@ -46,3 +46,8 @@ async def test_the_dead_letter_topics_take_a_dead_letter_of_the_largest_record(
         "t.processor-users-changelog",
     }
     assert created["t.processor-users-changelog"] == {"cleanup.policy": "compact"}
+    # Withdrawals add up across a user's records: compaction must not drop one while it matters.
+    assert created["t.internal.contact-policy"] == {
+        "cleanup.policy": "compact",
+        "min.compaction.lag.ms": str(7 * 24 * 3600 * 1000),
+    }

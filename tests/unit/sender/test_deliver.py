@@ -318,8 +318,9 @@ def test_a_policy_record_from_before_withdrawals_still_reads() -> None:
         {"user_id": "u-42", "marketing_allowed": True, "deleted": False, "at": NOW.isoformat()}
     )
     assert decode_policy(raw).withdrawn == ()
-    with pytest.raises(InvalidCommand, match="withdrawn"):
-        decode_policy(raw[:-1] + b',"withdrawn":"cart_abandonment"}')
+    for bad in (b'"cart_abandonment"', b"[1]", b'[{"journey":"cart_abandonment"}]'):
+        with pytest.raises(InvalidCommand, match="withdrawn"):
+            decode_policy(raw[:-1] + b',"withdrawn":' + bad + b"}")
 
 
 async def test_delivery_records_are_keyed_by_user_id(rig: Rig) -> None:
