@@ -64,6 +64,7 @@ class Runs:
             for event_type, js in self.exits.items()
         }
         self.grace_ms = {j.name: j.grace_ms for j in journeys.values()}
+        self.longest_grace_ms = max(self.grace_ms.values(), default=0)
         self.birthday = tuple(j for j in journeys.values() if j.trigger.calendar == "birthday")
         self.signup = tuple(j for j in journeys.values() if j.trigger.calendar == "signup")
         self.captures = {
@@ -140,6 +141,9 @@ class Runs:
         that names a subject (`same: product`) is left out: a touch does not record which
         product its mail was about.
         """
+        touches = draft.touches
+        if not touches or touches[-1].at < now_ms - self.longest_grace_ms - WITHDRAWAL_MARGIN_MS:
+            return ()  # the latest mail (touches are kept in the order made) is past every grace
         ended = self.plain_exits.get(event_type, frozenset())
         if self.cart_exits and not draft.cart and event_type in _CART_CHANGES:
             ended = ended | self.cart_exits
@@ -149,7 +153,7 @@ class Runs:
             return ()
         recent = {
             touch.journey
-            for touch in draft.touches
+            for touch in touches
             if not touch.holdout
             and touch.journey in ended
             and touch.at >= now_ms - self.grace_ms[touch.journey] - WITHDRAWAL_MARGIN_MS
