@@ -107,6 +107,14 @@ OFFSET_HOLES = Counter(
     ["source", "action"],
 )
 
+WITHDRAWALS = Counter(
+    "nudge_withdrawals_total",
+    "Journeys whose mail, made within its grace, was withdrawn from the sender because an exit "
+    "(an order, an emptied cart) or a restart (activity, for win-back) made it moot, by journey "
+    "(contact-policy records, nudge.policy).",
+    ["journey"],
+)
+
 # Sender --------------------------------------------------------------------------------------
 SMTP_ATTEMPTS = Counter(
     "nudge_smtp_attempts_total",
@@ -122,6 +130,13 @@ DELIVERIES = Counter(
     "nudge_deliveries_total",
     "Delivery records written, by status, journey, step and variant.",
     ["status", "journey", "step", "variant"],
+)
+SENDER_SUPPRESSED = Counter(
+    "nudge_sender_suppressed_total",
+    "Commands the sender's last check stopped (delivery status suppressed), by journey and "
+    "reason: suppressed_address, user_deleted, no_marketing_consent, exited (withdrawn by the "
+    "processor), quiet_hours, stale.",
+    ["journey", "reason"],
 )
 RETRIES = Counter("nudge_send_retries_total", "Deliveries scheduled for another attempt.")
 SUPPRESSIONS = Counter(

@@ -423,6 +423,9 @@ class RecordHandler:
                 command.journey, command.step, command.variant or metrics.NO_VARIANT
             ).inc()
         count_decisions(outcome.decisions)
+        if outcome.policy is not None:
+            for journey in outcome.policy.withdrawn:
+                metrics.WITHDRAWALS.labels(journey).inc()
 
     def _dead_letter(
         self, record: Record, error: PermanentError, source: str, batch: Batch

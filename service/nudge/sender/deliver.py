@@ -180,6 +180,7 @@ class Delivery:
         self.locks = KeyLocks()
         self._attempts = metrics.CounterChildren(metrics.SMTP_ATTEMPTS)  # by result
         self._deliveries = metrics.CounterChildren(metrics.DELIVERIES)  # by status, journey, …
+        self._suppressed = metrics.CounterChildren(metrics.SENDER_SUPPRESSED)  # by journey, reason
         # Bounds the mails between render and SMTP reply. Small (a few per SMTP connection):
         # rendering far ahead of the connections fills the event loop with CPU work that delays
         # every SMTP reply (docs/sender.md, Performance).
@@ -280,6 +281,7 @@ class Delivery:
         blocked = self.gate.blocked(command) or self.window.closed(command, self.clock())
         if blocked is not None:
             log.info("sender.suppressed", reason=blocked, **fields)
+            self._suppressed(command.journey, blocked).inc()
             await self.outputs.write_many(
                 [self._record(command, "suppressed", attempt, reason=blocked)]
             )

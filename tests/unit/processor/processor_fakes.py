@@ -73,8 +73,9 @@ def command(
 
 @dataclass
 class CartEngine:
-    """Cart reminder + order confirmation; `fail_on` makes on_event raise for one event type
-    (`"due"`: on_due raises)."""
+    """Cart reminder + order confirmation (an order after the reminder withdraws it, as the
+    real engine's policy does); `fail_on` makes on_event raise for one event type (`"due"`:
+    on_due raises)."""
 
     fail_on: str | None = None
     deliveries: list[DeliveryRecord] = field(default_factory=list)
@@ -109,7 +110,16 @@ class CartEngine:
             sent = command(
                 event.user_id, "order_confirmation", "confirmation", now, event.event_id, amounts
             )
-            return FakeOutcome(state=current, commands=(sent,))
+            withdrawn = None
+            if current.pop("reminded", False):  # the reminder may still wait in the sender
+                withdrawn = ContactPolicy(
+                    user_id=event.user_id,
+                    marketing_allowed=True,
+                    deleted=False,
+                    at=now,
+                    withdrawn=("cart_abandonment",),
+                )
+            return FakeOutcome(state=current, commands=(sent,), policy=withdrawn)
         if event.type == "user.unsubscribed":
             policy = ContactPolicy(
                 user_id=event.user_id, marketing_allowed=False, deleted=False, at=now
@@ -124,6 +134,7 @@ class CartEngine:
         trigger = current.pop("due", None) and current["trigger"]
         total = {"cart_total": _total(current)}
         sent = command(current["user_id"], "cart_abandonment", "reminder_1", now, trigger, total)
+        current["reminded"] = True
         return FakeOutcome(state=current, commands=(sent,))
 
     def on_delivery(self, state: Any, record: DeliveryRecord, now: datetime) -> FakeOutcome:

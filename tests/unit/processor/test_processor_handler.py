@@ -158,6 +158,22 @@ async def test_policy_changes_are_published_keyed_by_user(rig: Rig) -> None:
     assert orjson.loads(out.value)["marketing_allowed"] is False
 
 
+async def test_an_order_right_after_a_reminder_withdraws_it_and_is_counted(rig: Rig) -> None:
+    """The order's contact-policy record withdraws the cart reminder still maybe waiting in the
+    sender, and `nudge_withdrawals_total` counts it by journey."""
+    before = sample("nudge_withdrawals_total", {"journey": "cart_abandonment"})
+    await rig.event(type="cart.item_added", user_id="u-12", properties=CART)
+    await rig.tick()
+    rig.clock.advance(seconds=61)
+    await rig.tick()
+    await rig.tick()
+    assert [c["step"] for c in rig.commands()] == ["reminder_1"]
+    await rig.event(type="order.completed", user_id="u-12", properties=ORDER)
+    *_, last = rig.sink.on(TOPICS.internal("contact-policy"))
+    assert orjson.loads(last.value)["withdrawn"] == ["cart_abandonment"]
+    assert sample("nudge_withdrawals_total", {"journey": "cart_abandonment"}) == before + 1
+
+
 async def test_deletion_erases_the_state_and_cancels_timers(rig: Rig) -> None:
     """outcome.state None deletes the user's key and pending wake-up."""
     await rig.event(type="cart.item_added", user_id="u-12", properties=CART)

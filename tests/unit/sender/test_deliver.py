@@ -278,6 +278,8 @@ async def test_a_reminder_made_before_the_purchase_is_not_sent_after_it(rig: Rig
         variables={"name": None},
         created_at=MADE - timedelta(minutes=5),
     )
+    exited = {"journey": "cart_abandonment", "reason": "exited"}
+    counted = sample("nudge_sender_suppressed_total", **exited)
     for each in (before, after, other):
         await rig.delivery.handle(Record(encode_command(each)), 1)
     assert [(r.idempotency_key, r.status, r.reason) for r in rig.deliveries()] == [
@@ -285,6 +287,7 @@ async def test_a_reminder_made_before_the_purchase_is_not_sent_after_it(rig: Rig
         ("k-after", "sent", None),
         ("k-other", "sent", None),
     ]
+    assert sample("nudge_sender_suppressed_total", **exited) == counted + 1
 
 
 def test_withdrawals_add_up_until_the_longest_grace_has_passed() -> None:
