@@ -36,9 +36,12 @@ WITHDRAWALS_KEPT_MS: Final = 7 * 24 * 3_600_000
 class ContactPolicy:
     """What may be sent to a user now. Transactional mail needs only `not deleted`.
 
-    `withdrawn`: marketing journeys an exit ended at `at`; their mail made at or before `at`
-    must not go. Unlike the consent fields, which the next record replaces, the sender
-    remembers a withdrawal for as long as such a mail could still be on time (its grace).
+    `withdrawn`: marketing journeys an exit or a restart ended at `at`; their mail made at or
+    before `at` must not go. `withdrawn_subjects`: (journey, variable, value) for an exit that
+    names a subject (the product added to the cart ends that product's browse offer): only
+    that journey's mail whose `variables[variable]` is `value` (`subject_text`). Unlike the
+    consent fields, which the next record replaces, the sender remembers a withdrawal for as
+    long as such a mail could still be on time (its grace).
     """
 
     user_id: str
@@ -46,6 +49,7 @@ class ContactPolicy:
     deleted: bool
     at: datetime
     withdrawn: tuple[str, ...] = ()
+    withdrawn_subjects: tuple[tuple[str, str, str], ...] = ()
 
     def allows(self, kind: str) -> bool:
         if self.deleted:
@@ -61,8 +65,19 @@ def encode_policy(policy: ContactPolicy) -> bytes:
             "deleted": policy.deleted,
             "at": policy.at,
             "withdrawn": policy.withdrawn,
+            "withdrawn_subjects": policy.withdrawn_subjects,
         }
     )
+
+
+def subject_text(value: object) -> str:
+    """A subject id as the engine compares it (`journeys.runs.subject`): a string as it is, a
+    number by its digits, anything else no subject ("")."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return str(value)
+    return ""
 
 
 def decode_policy(raw: bytes) -> ContactPolicy:
@@ -73,12 +88,22 @@ def decode_policy(raw: bytes) -> ContactPolicy:
         withdrawn = data.get("withdrawn", [])  # absent from records older than withdrawals
         if not isinstance(withdrawn, list) or not all(isinstance(j, str) for j in withdrawn):
             raise TypeError(f"withdrawn must be a list of journey names, not {withdrawn!r}")
+        subjects = data.get("withdrawn_subjects", [])
+        if not isinstance(subjects, list) or not all(
+            isinstance(w, list) and len(w) == 3 and all(isinstance(x, str) for x in w)
+            for w in subjects
+        ):
+            raise TypeError(
+                "withdrawn_subjects must be a list of [journey, variable, value] strings, "
+                f"not {subjects!r}"
+            )
         return ContactPolicy(
             user_id=str(data["user_id"]),
             marketing_allowed=bool(data["marketing_allowed"]),
             deleted=bool(data["deleted"]),
             at=datetime.fromisoformat(data["at"]),
             withdrawn=tuple(withdrawn),
+            withdrawn_subjects=tuple((w[0], w[1], w[2]) for w in subjects),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise InvalidCommand(f"unreadable contact-policy record: {err}") from err

@@ -233,26 +233,29 @@ class Engine:
         if event_type in runs.by_event:
             restarted = runs.trigger(draft, event, occurred, orders_before, tz, now, decisions)
         withdrawn: tuple[str, ...] = ()
+        withdrawn_subjects: tuple[tuple[str, str, str], ...] = ()
         if (exits or restarted) and draft.touches:
-            withdrawn = runs.withdrawals(draft, event_type, now_ms, restarted)
+            withdrawn, withdrawn_subjects = runs.withdrawals(draft, event, now_ms, restarted)
         if calendar_changed:
             runs.calendar(draft, now_ms, tz)
         commands = self.firing.fire(draft, now_ms, decisions, tz)
-        if withdrawn and commands:
+        if (withdrawn or withdrawn_subjects) and commands:
             # A mail of that journey made just now is not made before the withdrawal: keep it
             # (and, rarely, the earlier one in the sender with it).
             fired = {command.journey for command in commands}
             withdrawn = tuple(journey for journey in withdrawn if journey not in fired)
+            withdrawn_subjects = tuple(w for w in withdrawn_subjects if w[0] not in fired)
         expire(draft, now_ms, self._view_window, self.policies.attribution_window_ms)
         final = draft.freeze()
         policy = None
-        if is_new or final.marketing_allowed != allowed_before or withdrawn:
+        if is_new or final.marketing_allowed != allowed_before or withdrawn or withdrawn_subjects:
             policy = ContactPolicy(
                 user_id=final.user_id,
                 marketing_allowed=final.marketing_allowed,
                 deleted=False,
                 at=now,
                 withdrawn=withdrawn,
+                withdrawn_subjects=withdrawn_subjects,
             )
         wake = self.firing.next_due(final, tz)
         return final, tuple(commands), tuple(decisions), wake, policy

@@ -63,6 +63,13 @@ class Runs:
             )
             for event_type, js in self.exits.items()
         }
+        # Per event type, (journey, subject) of the exits that name one (`same: product`).
+        self.subject_exits = {
+            event_type: tuple(
+                (j.name, r.same) for j in js for r in j.exits if r.event == event_type and r.same
+            )
+            for event_type, js in self.exits.items()
+        }
         self.grace_ms = {j.name: j.grace_ms for j in journeys.values()}
         self.longest_grace_ms = max(self.grace_ms.values(), default=0)
         self.birthday = tuple(j for j in journeys.values() if j.trigger.calendar == "birthday")
@@ -127,38 +134,48 @@ class Runs:
         draft.runs = tuple(kept)
 
     def withdrawals(
-        self, draft: Draft, event_type: str, now_ms: int, restarted: tuple[str, ...]
-    ) -> tuple[str, ...]:
-        """The journeys this event ends or restarts whose last marketing mail may still wait in
-        the sender.
+        self, draft: Draft, event: Event, now_ms: int, restarted: tuple[str, ...]
+    ) -> tuple[tuple[str, ...], tuple[tuple[str, str, str], ...]]:
+        """What of the mail this event makes moot may still wait in the sender: the journeys it
+        ends or restarts, and (journey, variable, value) for an exit that names a subject.
 
         Call after `exit` and `trigger` (`restarted`: the `restart` journeys it started again, as
         any activity restarts win-back), before firing. A mail made within its journey's grace
         can still be unsent (an SMTP retry after a 4xx, a carrier's throttle, a backlog); the
-        contact policy names these journeys (`ContactPolicy.withdrawn`) and the sender drops
-        their mail made until now, so a cart reminder does not arrive after the purchase. The
-        window is the grace plus `WITHDRAWAL_MARGIN_MS`, for the two services' clocks. An exit
-        that names a subject (`same: product`) is left out: a touch does not record which
-        product its mail was about.
+        contact policy names these (`ContactPolicy.withdrawn`, `withdrawn_subjects`) and the
+        sender drops the matching mail made until now, so a cart reminder does not arrive after
+        the purchase. An exit with `same: product` withdraws only mail whose `product_id`
+        variable is the event's product: the touch does not record which product its mail was
+        about, the command does. The window is the grace plus `WITHDRAWAL_MARGIN_MS`, for the
+        two services' clocks.
         """
         touches = draft.touches
         if not touches or touches[-1].at < now_ms - self.longest_grace_ms - WITHDRAWAL_MARGIN_MS:
-            return ()  # the latest mail (touches are kept in the order made) is past every grace
+            return (
+                (),
+                (),
+            )  # the latest mail (touches are kept in the order made) is past every grace
+        event_type = event.type
         ended = self.plain_exits.get(event_type, frozenset())
         if self.cart_exits and not draft.cart and event_type in _CART_CHANGES:
             ended = ended | self.cart_exits
         if restarted:
             ended = ended | frozenset(restarted)
-        if not ended:
-            return ()
+        about = self.subject_exits.get(event_type, ())
+        if not ended and not about:
+            return (), ()
         recent = {
             touch.journey
             for touch in touches
             if not touch.holdout
-            and touch.journey in ended
             and touch.at >= now_ms - self.grace_ms[touch.journey] - WITHDRAWAL_MARGIN_MS
         }
-        return tuple(sorted(recent))
+        subjects: set[tuple[str, str, str]] = set()
+        for journey, name in about:
+            value = subject(event, name)
+            if journey in recent and value:
+                subjects.add((journey, f"{name}_id", value))
+        return tuple(sorted(ended & recent)), tuple(sorted(subjects))
 
     def trigger(
         self,

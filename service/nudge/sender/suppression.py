@@ -20,7 +20,7 @@ import orjson
 
 from nudge.commands import SendCommand
 from nudge.errors import InvalidCommand
-from nudge.policy import ContactPolicy, decode_policy
+from nudge.policy import ContactPolicy, decode_policy, subject_text
 
 SUPPRESSIONS_TOPIC: Final = "suppressions"  # under Topics.internal()
 
@@ -41,8 +41,9 @@ class Gate:
 
     suppressed: dict[str, str] = field(default_factory=dict)
     policies: dict[str, ContactPolicy] = field(default_factory=dict)
-    # user → journey → when an exit withdrew that journey's mail made until then.
-    withdrawn: dict[str, dict[str, datetime]] = field(default_factory=dict)
+    # user → (journey, variable, value) → when an exit withdrew that journey's mail made until
+    # then: all of it when variable is "", else only mail whose variables[variable] is value.
+    withdrawn: dict[str, dict[tuple[str, str, str], datetime]] = field(default_factory=dict)
     # How long a withdrawal matters: the longest grace of a marketing journey (`timeliness`)
     # plus the margin for the processor's and the sender's clocks.
     withdrawal_horizon: timedelta = timedelta(days=1)
@@ -68,14 +69,14 @@ class Gate:
             return  # unreadable: keep the previous policy rather than guess
         self.policies[user_id] = policy
         known = self.withdrawn.get(user_id)
-        if known is None and not policy.withdrawn:
+        if known is None and not policy.withdrawn and not policy.withdrawn_subjects:
             return
         # The consent fields are replaced; withdrawals add up, each kept while a mail made
         # before it could still be on time.
         since = policy.at - self.withdrawal_horizon
-        kept = {journey: at for journey, at in (known or {}).items() if at >= since}
-        for journey in policy.withdrawn:
-            kept[journey] = max(kept.get(journey, policy.at), policy.at)
+        kept = {what: at for what, at in (known or {}).items() if at >= since}
+        for what in (*((j, "", "") for j in policy.withdrawn), *policy.withdrawn_subjects):
+            kept[what] = max(kept.get(what, policy.at), policy.at)
         if kept:
             self.withdrawn[user_id] = kept
         else:
@@ -94,8 +95,17 @@ class Gate:
             return "no_marketing_consent"
         if command.kind == "marketing":
             ended = self.withdrawn.get(command.user_id)
-            if ended is not None:
-                at = ended.get(command.journey)
-                if at is not None and command.created_at <= at:
-                    return "exited"  # e.g. a cart reminder made before the purchase
+            if ended is not None and _withdrawn(command, ended):
+                return "exited"  # e.g. a cart reminder made before the purchase
         return None
+
+
+def _withdrawn(command: SendCommand, ended: dict[tuple[str, str, str], datetime]) -> bool:
+    for (journey, variable, value), at in ended.items():
+        if (
+            journey == command.journey
+            and command.created_at <= at
+            and (not variable or subject_text(command.variables.get(variable)) == value)
+        ):
+            return True
+    return False

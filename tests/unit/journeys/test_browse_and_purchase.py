@@ -129,10 +129,10 @@ def test_a_newer_order_replaces_the_post_purchase_sequence() -> None:
     ]
 
 
-def test_an_order_withdraws_a_fresh_offer_but_adding_the_product_does_not() -> None:
+def test_an_order_withdraws_a_fresh_offer_and_adding_a_product_withdraws_its_offer() -> None:
     """An order ends browse_abandonment for every product, so an offer made within its grace is
-    withdrawn from the sender. Adding the product to the cart ends only that product's offer,
-    and a sent mail does not remember its product: nothing is withdrawn then."""
+    withdrawn from the sender. Adding a product to the cart (`same: product`) withdraws only
+    that product's offer: the sender matches the command's `product_id`."""
     engine = Engine(SHIPPED)
     state = None
     for when in ("2026-11-22 10:00", "2026-11-22 10:05", "2026-11-22 10:10"):
@@ -141,8 +141,12 @@ def test_an_order_withdraws_a_fresh_offer_but_adding_the_product_does_not() -> N
     due = engine.on_due(state, at("2026-11-22 10:40"))
     assert [c.step for c in due.commands] == ["offer"]
     assert due.state is not None
-    same_product = cart_add(at("2026-11-22 10:50"), product="p-7")
-    assert engine.on_event(due.state, same_product, at("2026-11-22 10:50")).policy is None
-    ordered = engine.on_event(due.state, order(at("2026-11-22 10:50")), at("2026-11-22 10:50"))
+    when = at("2026-11-22 10:50")
+    added = engine.on_event(due.state, cart_add(when, product="p-7"), when)
+    assert added.policy is not None
+    assert added.policy.withdrawn == ()
+    assert added.policy.withdrawn_subjects == (("browse_abandonment", "product_id", "p-7"),)
+    ordered = engine.on_event(due.state, order(when), when)
     assert ordered.policy is not None
     assert ordered.policy.withdrawn == ("browse_abandonment",)
+    assert ordered.policy.withdrawn_subjects == ()

@@ -18,7 +18,9 @@ from nudge.codec import decode_command, decode_delivery, encode_command
 from nudge.commands import DeliveryRecord, SendCommand
 from nudge.deadletter import read_headers
 from nudge.errors import InvalidCommand
-from nudge.policy import ContactPolicy, decode_policy, encode_policy
+from nudge.events import Event
+from nudge.journeys.runs import subject
+from nudge.policy import ContactPolicy, decode_policy, encode_policy, subject_text
 from nudge.sender import deliver
 from nudge.sender.classify import CONNECTION_ERROR, Reply
 from nudge.sender.deliver import Delivery, RecordingOutputs, Write
@@ -290,6 +292,48 @@ async def test_a_reminder_made_before_the_purchase_is_not_sent_after_it(rig: Rig
     assert sample("nudge_sender_suppressed_total", **exited) == counted + 1
 
 
+async def test_adding_the_product_withdraws_only_that_products_offer(rig: Rig) -> None:
+    """The user put p-7 in the cart at 10:14 (a `same: product` exit): the browse offer for p-7
+    made before it is `suppressed` / `exited`; an offer for another product still goes."""
+    policy = ContactPolicy(
+        user_id="u-42",
+        marketing_allowed=True,
+        deleted=False,
+        at=NOW - timedelta(minutes=1),
+        withdrawn_subjects=(("browse_abandonment", "product_id", "p-7"),),
+    )
+    rig.delivery.gate.apply_policy("u-42", encode_policy(policy))
+    for key, product in (("k-p7", "p-7"), ("k-p9", "p-9")):
+        offer = command(
+            idempotency_key=key,
+            kind="marketing",
+            journey="browse_abandonment",
+            step="offer",
+            template="browse_offer",
+            variables={**sample_variables()["browse_offer"], "product_id": product},
+            created_at=MADE - timedelta(minutes=5),
+        )
+        await rig.delivery.handle(Record(encode_command(offer)), 1)
+    assert [(r.idempotency_key, r.status, r.reason) for r in rig.deliveries()] == [
+        ("k-p7", "suppressed", "exited"),
+        ("k-p9", "sent", None),
+    ]
+
+
+@pytest.mark.parametrize("value", ["p-7", 7, 7.5, True, None, ["p-7"], {"id": 7}])
+def test_the_sender_reads_a_subject_as_the_engine_does(value: object) -> None:
+    """`subject_text` (sender, on a command's variable) and `journeys.runs.subject` (engine, on
+    the exit event's property) agree on every JSON type a variable can have."""
+    event = Event(
+        event_id="e-1",
+        type="cart.item_added",
+        user_id="u-42",
+        occurred_at=NOW,
+        properties={"product_id": value},
+    )
+    assert subject_text(value) == subject(event, "product")
+
+
 def test_withdrawals_add_up_until_the_longest_grace_has_passed() -> None:
     """Consent fields are replaced by each policy record; withdrawals add up per journey and are
     forgotten once no mail made before them could still be on time; a tombstone clears all."""
@@ -305,11 +349,11 @@ def test_withdrawals_add_up_until_the_longest_grace_has_passed() -> None:
     publish(NOW + timedelta(minutes=10), "browse_abandonment")
     publish(NOW + timedelta(minutes=20))  # a consent-only record keeps both
     assert gate.withdrawn["u-42"] == {
-        "cart_abandonment": NOW,
-        "browse_abandonment": NOW + timedelta(minutes=10),
+        ("cart_abandonment", "", ""): NOW,
+        ("browse_abandonment", "", ""): NOW + timedelta(minutes=10),
     }
     publish(NOW + timedelta(minutes=65))  # past the horizon for the first, not the second
-    assert gate.withdrawn["u-42"] == {"browse_abandonment": NOW + timedelta(minutes=10)}
+    assert gate.withdrawn["u-42"] == {("browse_abandonment", "", ""): NOW + timedelta(minutes=10)}
     gate.apply_policy("u-42", None)
     assert "u-42" not in gate.withdrawn
     assert "u-42" not in gate.policies
@@ -324,6 +368,11 @@ def test_a_policy_record_from_before_withdrawals_still_reads() -> None:
     for bad in (b'"cart_abandonment"', b"[1]", b'[{"journey":"cart_abandonment"}]'):
         with pytest.raises(InvalidCommand, match="withdrawn"):
             decode_policy(raw[:-1] + b',"withdrawn":' + bad + b"}")
+    assert decode_policy(raw).withdrawn_subjects == ()
+    for bad in (b'["browse_abandonment"]', b'[["browse_abandonment", "product_id"]]',
+                b'[["browse_abandonment", "product_id", 7]]'):  # fmt: skip
+        with pytest.raises(InvalidCommand, match="withdrawn_subjects"):
+            decode_policy(raw[:-1] + b',"withdrawn_subjects":' + bad + b"}")
 
 
 async def test_delivery_records_are_keyed_by_user_id(rig: Rig) -> None:
