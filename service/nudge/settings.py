@@ -165,6 +165,15 @@ class Settings:
         ("softbank.ne.jp", 20.0),
         ("i.softbank.jp", 20.0),
     )
+    # Per-recipient-domain session caps: (domain, SMTP transactions at once); carriers also
+    # limit how many connections one sender holds open to them.
+    domain_sessions: tuple[tuple[str, int], ...] = (
+        ("docomo.ne.jp", 4),
+        ("ezweb.ne.jp", 4),
+        ("au.com", 4),
+        ("softbank.ne.jp", 4),
+        ("i.softbank.jp", 4),
+    )
     # Links and tokens (unsubscribe, tracking)
     shop_url: str = "https://shop.example.com"
     # Japan's Act on Specified Electronic Mail (Article 4): marketing mail shows who sends it, their
@@ -249,6 +258,7 @@ class Settings:
             ),
             iso2022jp_domains=_domains(env, "NUDGE_ISO2022JP_DOMAINS", defaults.iso2022jp_domains),
             domain_throttles=_throttles(env, "NUDGE_DOMAIN_THROTTLES", defaults.domain_throttles),
+            domain_sessions=_sessions(env, "NUDGE_DOMAIN_SESSIONS", defaults.domain_sessions),
             shop_url=_web_url(env, "NUDGE_SHOP_URL", defaults.shop_url),
             sender_name=_one_line(env, "NUDGE_SENDER_NAME", example="Nudge Shop K.K."),
             sender_address=_one_line(
@@ -512,6 +522,25 @@ def _throttles(
             value = -1.0
         if not sep or not domain.strip() or not value > 0:
             raise ConfigError(f"{name}: {part!r} is not domain=rate, e.g. docomo.ne.jp=20")
+        result.append((domain.strip().lower(), value))
+    return tuple(result)
+
+
+def _sessions(
+    env: Mapping[str, str], name: str, default: tuple[tuple[str, int], ...]
+) -> tuple[tuple[str, int], ...]:
+    """`docomo.ne.jp=4,ezweb.ne.jp=2`: SMTP transactions at once per recipient domain."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    result = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        domain, sep, count = part.partition("=")
+        value = int(count) if count.strip().isdigit() else 0
+        if not sep or not domain.strip() or value < 1:
+            raise ConfigError(
+                f"{name}: {part!r} is not domain=count (1 or more), e.g. docomo.ne.jp=4"
+            )
         result.append((domain.strip().lower(), value))
     return tuple(result)
 

@@ -102,6 +102,10 @@ REFUSED = [
     ("SMTP_MESSAGES_PER_CONNECTION", "0"),
     ("NUDGE_SENDER_CONCURRENCY", "0"),
     ("NUDGE_SEND_MAX_ATTEMPTS", "0"),
+    ("NUDGE_DOMAIN_SESSIONS", "docomo.ne.jp=0"),
+    ("NUDGE_DOMAIN_SESSIONS", "docomo.ne.jp"),
+    ("NUDGE_DOMAIN_SESSIONS", "docomo.ne.jp=2.5"),
+    ("NUDGE_DOMAIN_SESSIONS", "=4"),
     ("KAFKA_BOOTSTRAP_SERVERS", ""),  # a template left it empty: not "use localhost"
     ("KAFKA_BOOTSTRAP_SERVERS", "  "),
 ]
@@ -140,6 +144,13 @@ def test_a_bad_value_is_refused_at_start_naming_its_variable(name: str, value: s
         ("NUDGE_TRACKING", "", "tracking_enabled", True),  # blank is unset, not off
         ("NUDGE_TRACKING", " ", "tracking_enabled", True),
         ("KAFKA_BOOTSTRAP_SERVERS", " kafka:9092 ", "kafka_bootstrap_servers", "kafka:9092"),
+        (
+            "NUDGE_DOMAIN_SESSIONS",
+            "Docomo.ne.jp=2, au.com=8",
+            "domain_sessions",
+            (("docomo.ne.jp", 2), ("au.com", 8)),
+        ),
+        ("NUDGE_DOMAIN_SESSIONS", "", "domain_sessions", ()),  # empty: no cap
     ],
 )
 def test_a_good_value_is_read(name: str, value: str, field: str, read: object) -> None:

@@ -3,10 +3,11 @@
 `Delivery.handle` decodes the record, takes the idempotency key's lock (two copies of one command
 in this process never race), checks the ledger (already sent → `duplicate`), the suppression
 list and contact policy, and for marketing mail the quiet hours and the grace (→ `suppressed`),
-waits for the recipient domain's throttle and a send slot, checks all that once more (it may
-have changed during the waits), renders and builds the mail (a broken template or a bad
-address → dead-letter + `failed`), records `sending` in the ledger (acknowledged before the SMTP
-transaction starts), sends through the `Mailer`, classifies the reply and records the outcome:
+waits for the recipient domain's session cap and token bucket and for a send slot, checks all
+that once more (it may have changed during the waits), renders and builds the mail (a broken
+template or a bad address → dead-letter + `failed`), records `sending` in the ledger
+(acknowledged before the SMTP transaction starts), sends through the `Mailer`, classifies the
+reply and records the outcome:
 the ledger, a delivery record, and a retry, suppression or dead letter. It returns only when
 every one of those writes is acknowledged — then, and only then, may the offset be committed.
 
@@ -222,42 +223,15 @@ class Delivery:
     ) -> None:
         if await self._stopped(command, attempt, fields):
             return
-        await self.throttle.acquire(command.to)
-        async with self.slots:
-            # Again after the waits, right before `sending`: an unsubscribe, a deletion, a bounce
-            # of another mail to this address or another instance's `sent` may have arrived while
-            # this mail waited for its domain's bucket or a slot. No await until `sending`.
-            if await self._stopped(command, attempt, fields):
-                return
-            try:
-                composed = compose(
-                    command, settings=self.settings, renderer=self.renderer, now=self.clock()
-                )
-            except Exception as err:
-                if isinstance(err, PermanentError):
-                    log.warning("sender.unrenderable", reason=err.reason, error=str(err), **fields)
-                    error = err
-                else:  # compose is pure: a bug on this command's data; dead-letter it, keep going
-                    error = _processing_error(err, "composing the mail", record, fields)
-                await self.outputs.write_many(
-                    [
-                        self._dead_letter(record, error),
-                        self._record(command, "failed", attempt, reason=error.reason),
-                    ]
-                )
-                return
-            # "sending" must be durable before DATA. It is awaited *before* a pooled connection
-            # is taken: the broker round trip (tens of ms on a busy host) then never holds an
-            # SMTP connection, and the `slots` mails in flight share one produce request. The
-            # price: after a crash, mails that had not reached DATA yet (at most `slots`) also
-            # look ambiguous and are resent, though never sent: the count is an upper bound.
-            await self.outputs.write_many([self._ledger(command, "sending")])
-            reply = await self.mailer.send(
-                composed.envelope_from,
-                composed.recipient,
-                composed.raw,
-                before_data=_recorded,
-            )
+        # The domain's session cap, then its bucket, then a send slot: mail waiting for a busy
+        # carrier holds neither a slot nor anything another domain needs.
+        async with self.throttle.session(command.to):
+            await self.throttle.acquire(command.to)
+            async with self.slots:
+                sent = await self._transaction(command, record, attempt, fields)
+        if sent is None:
+            return
+        composed, reply = sent
         verdict = classify(reply)
         await self._outcome(command, record, attempt, composed, reply, verdict, True)
         log.info(
@@ -268,6 +242,47 @@ class Delivery:
             reason=verdict.reason,
             **fields,
         )
+
+    async def _transaction(
+        self, command: SendCommand, record: Any, attempt: int, fields: dict[str, Any]
+    ) -> tuple[Composed, Reply] | None:
+        """With a send slot: check again, render, record `sending`, send; None when stopped or
+        dead-lettered (recorded)."""
+        # Again after the waits, right before `sending`: an unsubscribe, a deletion, a bounce
+        # of another mail to this address or another instance's `sent` may have arrived while
+        # this mail waited for its domain's bucket or a slot. No await until `sending`.
+        if await self._stopped(command, attempt, fields):
+            return None
+        try:
+            composed = compose(
+                command, settings=self.settings, renderer=self.renderer, now=self.clock()
+            )
+        except Exception as err:
+            if isinstance(err, PermanentError):
+                log.warning("sender.unrenderable", reason=err.reason, error=str(err), **fields)
+                error = err
+            else:  # compose is pure: a bug on this command's data; dead-letter it, keep going
+                error = _processing_error(err, "composing the mail", record, fields)
+            await self.outputs.write_many(
+                [
+                    self._dead_letter(record, error),
+                    self._record(command, "failed", attempt, reason=error.reason),
+                ]
+            )
+            return None
+        # "sending" must be durable before DATA. It is awaited *before* a pooled connection
+        # is taken: the broker round trip (tens of ms on a busy host) then never holds an
+        # SMTP connection, and the `slots` mails in flight share one produce request. The
+        # price: after a crash, mails that had not reached DATA yet (at most `slots`) also
+        # look ambiguous and are resent, though never sent: the count is an upper bound.
+        await self.outputs.write_many([self._ledger(command, "sending")])
+        reply = await self.mailer.send(
+            composed.envelope_from,
+            composed.recipient,
+            composed.raw,
+            before_data=_recorded,
+        )
+        return composed, reply
 
     async def _stopped(self, command: SendCommand, attempt: int, fields: dict[str, Any]) -> bool:
         """Record `duplicate` (key already sent) or `suppressed` (gate; a marketing mail in the

@@ -160,7 +160,9 @@ class SenderService:
                 ledger=self.ledger,
                 gate=self.gate,
                 outputs=KafkaOutputs(producer),
-                throttle=DomainThrottle(settings.domain_throttles),
+                throttle=DomainThrottle(
+                    settings.domain_throttles, sessions=settings.domain_sessions
+                ),
                 window=self.window,
                 slots=max(16, SLOTS_PER_CONNECTION * settings.smtp_max_connections),
             )

@@ -1,8 +1,11 @@
-"""Per-recipient-domain throttles: token buckets, so carriers never see more than they accept.
+"""Per-recipient-domain throttles: token buckets and session caps, so carriers never see more
+than they accept.
 
 Japanese mobile carriers (docomo, au, SoftBank) rate-limit senders per source and answer bursts
-with 4xx or silent drops; a steady rate below their limit delivers more, sooner. The bucket is a
-pure value updated with an explicit `now`; `DomainThrottle` is the thin async shell that sleeps.
+with 4xx or silent drops; a steady rate below their limit delivers more, sooner. They also cap
+how many connections one sender holds to them at once: `session` bounds the SMTP transactions
+carrying mail to a domain at the same time. The bucket is a pure value updated with an explicit
+`now`; `DomainThrottle` is the thin async shell that sleeps and waits.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -53,6 +59,7 @@ class DomainThrottle:
         self,
         rates: Iterable[tuple[str, float]],
         *,
+        sessions: Iterable[tuple[str, int]] = (),
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -60,15 +67,15 @@ class DomainThrottle:
         self._sleep = sleep
         now = clock()
         self._buckets = {domain: TokenBucket.full(rate, now=now) for domain, rate in rates}
+        self._sessions = {domain: _Sessions(count) for domain, count in sessions}
 
     def bucket_for(self, address: str) -> TokenBucket | None:
-        domain = domain_of(address)
-        while domain:
-            bucket = self._buckets.get(domain)
-            if bucket is not None:
-                return bucket
-            domain = domain.partition(".")[2]
-        return None
+        return _for_domain(self._buckets, address)
+
+    def session(self, address: str) -> _Sessions | _Unlimited:
+        """`async with throttle.session(to):` around one SMTP transaction to `to`: waits while
+        its domain (or a parent domain) has its cap of transactions in progress."""
+        return _for_domain(self._sessions, address) or _UNLIMITED
 
     async def acquire(self, address: str) -> float:
         """Wait for the recipient's domain; return the seconds waited (0 when unthrottled)."""
@@ -79,3 +86,44 @@ class DomainThrottle:
         if wait > 0:
             await self._sleep(wait)
         return wait
+
+
+def _for_domain(by_domain: dict[str, T], address: str) -> T | None:
+    """The entry for the address's domain or its nearest parent (`a.docomo.ne.jp` → docomo)."""
+    domain = domain_of(address)
+    while domain:
+        found = by_domain.get(domain)
+        if found is not None:
+            return found
+        domain = domain.partition(".")[2]
+    return None
+
+
+class _Sessions:
+    """At most `count` SMTP transactions to one domain at once."""
+
+    __slots__ = ("_semaphore",)
+
+    def __init__(self, count: int) -> None:
+        self._semaphore = asyncio.Semaphore(count)
+
+    async def __aenter__(self) -> None:
+        await self._semaphore.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._semaphore.release()
+
+
+class _Unlimited:
+    """The session of a domain without a cap: nothing to wait for."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+_UNLIMITED = _Unlimited()

@@ -68,8 +68,9 @@ def make_rig(
     throttle: DomainThrottle | None = None,
     outputs: RecordingOutputs | None = None,
     now: datetime = NOW,
+    mailer: RecordingMailer | None = None,
 ) -> Rig:
-    mailer = RecordingMailer()
+    mailer = mailer or RecordingMailer()
     outputs = outputs or RecordingOutputs()
     delivery = Delivery(
         SETTINGS,
@@ -574,6 +575,45 @@ async def test_the_gate_is_checked_again_after_the_throttle_wait(
     assert rig.mailer.sent == []
     assert [(r.status, r.reason) for r in rig.deliveries()] == [(status, reason)]
     assert not rig.on("t.internal.sent-keys")  # never `sending`
+
+
+class HeldMailer(RecordingMailer):
+    """Holds every SMTP transaction open until `release` is set, noting how many are open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.open: list[str] = []
+
+    async def send(
+        self, envelope_from: str, recipient: str, raw: bytes, *, before_data: Any
+    ) -> Reply:
+        self.open.append(recipient)
+        await self.release.wait()
+        self.open.remove(recipient)
+        return await super().send(envelope_from, recipient, raw, before_data=before_data)
+
+
+async def test_a_carriers_session_cap_holds_its_mail_but_not_other_domains() -> None:
+    """With one session for docomo.ne.jp, the second docomo mail waits for the first's
+    transaction to end; a gmail.com mail goes alongside. All three are sent in the end."""
+    mailer = HeldMailer()
+    rig = make_rig(throttle=DomainThrottle([], sessions=[("docomo.ne.jp", 1)]), mailer=mailer)
+    addresses = ("a@docomo.ne.jp", "b@docomo.ne.jp", "c@gmail.com")
+    handling = [
+        asyncio.create_task(
+            rig.delivery.handle(Record(encode_command(command(idempotency_key=f"k-{i}", to=to))), 1)
+        )
+        for i, to in enumerate(addresses)
+    ]
+    for _ in range(100):  # until the two that may go are in their transaction
+        if len(mailer.open) == 2:
+            break
+        await asyncio.sleep(0.001)
+    assert sorted(mailer.open) == ["a@docomo.ne.jp", "c@gmail.com"]
+    mailer.release.set()
+    await asyncio.gather(*handling)
+    assert sorted(recipient for _, recipient, _ in mailer.sent) == sorted(addresses)
 
 
 async def test_a_key_sent_elsewhere_during_the_wait_is_a_duplicate() -> None:

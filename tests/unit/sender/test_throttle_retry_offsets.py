@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from nudge.sender.offsets import OffsetTracker
@@ -47,6 +49,34 @@ async def test_domain_throttle_matches_subdomains_and_leaves_others_alone() -> N
     assert await throttle.acquire("c@gmail.com") == 0.0
     assert await throttle.acquire("D@DOCOMO.NE.JP") == 2.0
     assert slept == [1.0, 2.0]
+
+
+async def test_a_domain_session_cap_lets_that_many_transactions_in_at_once() -> None:
+    """A cap of 2 for docomo.ne.jp (and its subdomains): the third transaction waits until one
+    ends; another domain has no cap and never waits."""
+    throttle = DomainThrottle([], sessions=[("docomo.ne.jp", 2)])
+    inside: list[str] = []
+    most = 0
+    release = asyncio.Event()
+
+    async def transaction(to: str) -> None:
+        nonlocal most
+        async with throttle.session(to):
+            inside.append(to)
+            most = max(most, sum(a.endswith("docomo.ne.jp") for a in inside))
+            await release.wait()
+            inside.remove(to)
+
+    tasks = [
+        asyncio.create_task(transaction(to))
+        for to in ("a@docomo.ne.jp", "b@mail.docomo.ne.jp", "c@docomo.ne.jp", "d@gmail.com")
+    ]
+    await asyncio.sleep(0.01)
+    assert sorted(inside) == ["a@docomo.ne.jp", "b@mail.docomo.ne.jp", "d@gmail.com"]
+    release.set()
+    await asyncio.gather(*tasks)
+    assert most == 2
+    assert inside == []
 
 
 @pytest.mark.parametrize(
