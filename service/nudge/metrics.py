@@ -110,8 +110,8 @@ OFFSET_HOLES = Counter(
 WITHDRAWALS = Counter(
     "nudge_withdrawals_total",
     "Journeys whose mail, made within its grace, was withdrawn from the sender because an exit "
-    "(an order, an emptied cart) or a restart (activity, for win-back) made it moot, by journey "
-    "(contact-policy records, nudge.policy).",
+    "(an order, an emptied cart, that product put in the cart) or a restart (activity, for "
+    "win-back) made it moot, by journey (contact-policy records, nudge.policy).",
     ["journey"],
 )
 

@@ -71,8 +71,8 @@ def encode_policy(policy: ContactPolicy) -> bytes:
 
 
 def subject_text(value: object) -> str:
-    """A subject id as the engine compares it (`journeys.runs.subject`): a string as it is, a
-    number by its digits, anything else no subject ("")."""
+    """A subject id (a product or order id) as text, for the engine (`journeys.runs.subject`) and
+    the sender alike: a string as it is, a number by its digits, anything else no subject ("")."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool | int | float):
@@ -90,11 +90,12 @@ def decode_policy(raw: bytes) -> ContactPolicy:
             raise TypeError(f"withdrawn must be a list of journey names, not {withdrawn!r}")
         subjects = data.get("withdrawn_subjects", [])
         if not isinstance(subjects, list) or not all(
-            isinstance(w, list) and len(w) == 3 and all(isinstance(x, str) for x in w)
+            isinstance(w, list) and len(w) == 3 and all(isinstance(x, str) and x for x in w)
             for w in subjects
         ):
             raise TypeError(
-                "withdrawn_subjects must be a list of [journey, variable, value] strings, "
+                "withdrawn_subjects must be a list of [journey, variable, value], each a "
+                "non-empty string, "
                 f"not {subjects!r}"
             )
         return ContactPolicy(

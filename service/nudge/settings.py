@@ -11,15 +11,18 @@ import os
 import re
 import secrets
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from nudge.errors import ConfigError
 from nudge.weburl import web_url_problem
+
+N = TypeVar("N", int, float)
 
 SHIPPED_JOURNEYS = Path(__file__).with_name("journeys.yaml")
 
@@ -510,37 +513,36 @@ def _throttles(
     env: Mapping[str, str], name: str, default: tuple[tuple[str, float], ...]
 ) -> tuple[tuple[str, float], ...]:
     """`docomo.ne.jp=20,ezweb.ne.jp=10`: messages per second per recipient domain."""
-    raw = env.get(name)
-    if raw is None:
-        return default
-    result = []
-    for part in filter(None, (p.strip() for p in raw.split(","))):
-        domain, sep, rate = part.partition("=")
-        try:
-            value = float(rate)
-        except ValueError:
-            value = -1.0
-        if not sep or not domain.strip() or not value > 0:
-            raise ConfigError(f"{name}: {part!r} is not domain=rate, e.g. docomo.ne.jp=20")
-        result.append((domain.strip().lower(), value))
-    return tuple(result)
+    return _per_domain(env, name, default, float, "domain=rate, e.g. docomo.ne.jp=20")
 
 
 def _sessions(
     env: Mapping[str, str], name: str, default: tuple[tuple[str, int], ...]
 ) -> tuple[tuple[str, int], ...]:
     """`docomo.ne.jp=4,ezweb.ne.jp=2`: SMTP transactions at once per recipient domain."""
+    return _per_domain(env, name, default, int, "domain=count (1 or more), e.g. docomo.ne.jp=4")
+
+
+def _per_domain(
+    env: Mapping[str, str],
+    name: str,
+    default: tuple[tuple[str, N], ...],
+    kind: Callable[[str], N],
+    form: str,
+) -> tuple[tuple[str, N], ...]:
+    """`domain=value,...` with each value of `kind` and above 0; empty: none."""
     raw = env.get(name)
     if raw is None:
         return default
     result = []
     for part in filter(None, (p.strip() for p in raw.split(","))):
-        domain, sep, count = part.partition("=")
-        value = int(count) if count.strip().isdigit() else 0
-        if not sep or not domain.strip() or value < 1:
-            raise ConfigError(
-                f"{name}: {part!r} is not domain=count (1 or more), e.g. docomo.ne.jp=4"
-            )
+        domain, sep, text = part.partition("=")
+        try:
+            value = kind(text.strip())
+        except ValueError:
+            value = kind("0")
+        if not sep or not domain.strip() or not value > 0 or not math.isfinite(value):
+            raise ConfigError(f"{name}: {part!r} is not {form}")
         result.append((domain.strip().lower(), value))
     return tuple(result)
 

@@ -106,6 +106,9 @@ REFUSED = [
     ("NUDGE_DOMAIN_SESSIONS", "docomo.ne.jp"),
     ("NUDGE_DOMAIN_SESSIONS", "docomo.ne.jp=2.5"),
     ("NUDGE_DOMAIN_SESSIONS", "=4"),
+    ("NUDGE_DOMAIN_SESSIONS", "docomo.ne.jp=²"),  # a digit to isdigit(), not to int()
+    ("NUDGE_DOMAIN_THROTTLES", "docomo.ne.jp=inf"),
+    ("NUDGE_DOMAIN_THROTTLES", "docomo.ne.jp=0"),
     ("KAFKA_BOOTSTRAP_SERVERS", ""),  # a template left it empty: not "use localhost"
     ("KAFKA_BOOTSTRAP_SERVERS", "  "),
 ]

@@ -55,7 +55,7 @@ from nudge.journeys.outcome import Decision, Outcome, new_decision
 from nudge.journeys.runs import Runs
 from nudge.journeys.state import EVENT_DIGEST_BYTES, Run, UserState
 from nudge.journeys.timing import Timing
-from nudge.policy import ContactPolicy
+from nudge.policy import ContactPolicy, subject_text
 
 MAX_SUPPRESSED: Final = 4
 # The longest address the codec accepts (`codec.is_valid_email`): no mail went to a longer one,
@@ -240,11 +240,18 @@ class Engine:
             runs.calendar(draft, now_ms, tz)
         commands = self.firing.fire(draft, now_ms, decisions, tz)
         if (withdrawn or withdrawn_subjects) and commands:
-            # A mail of that journey made just now is not made before the withdrawal: keep it
-            # (and, rarely, the earlier one in the sender with it).
+            # A mail made just now is not made before the withdrawal: one that a withdrawal
+            # would match keeps it out (and, rarely, the earlier mail in the sender with it).
             fired = {command.journey for command in commands}
             withdrawn = tuple(journey for journey in withdrawn if journey not in fired)
-            withdrawn_subjects = tuple(w for w in withdrawn_subjects if w[0] not in fired)
+            withdrawn_subjects = tuple(
+                w
+                for w in withdrawn_subjects
+                if not any(
+                    c.journey == w[0] and subject_text(c.variables.get(w[1])) == w[2]
+                    for c in commands
+                )
+            )
         expire(draft, now_ms, self._view_window, self.policies.attribution_window_ms)
         final = draft.freeze()
         policy = None

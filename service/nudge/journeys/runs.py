@@ -27,7 +27,7 @@ from nudge.journeys.state import (
 )
 from nudge.journeys.timing import Timing
 from nudge.journeys.variables import capture, capture_names
-from nudge.policy import WITHDRAWAL_MARGIN_MS
+from nudge.policy import WITHDRAWAL_MARGIN_MS, subject_text
 
 _CART_CHANGES = frozenset({CART_ITEM_REMOVED, ORDER_COMPLETED})
 
@@ -150,11 +150,9 @@ class Runs:
         two services' clocks.
         """
         touches = draft.touches
+        # Touches are kept in the order made: when the latest is past every grace, all are.
         if not touches or touches[-1].at < now_ms - self.longest_grace_ms - WITHDRAWAL_MARGIN_MS:
-            return (
-                (),
-                (),
-            )  # the latest mail (touches are kept in the order made) is past every grace
+            return (), ()
         event_type = event.type
         ended = self.plain_exits.get(event_type, frozenset())
         if self.cart_exits and not draft.cart and event_type in _CART_CHANGES:
@@ -329,13 +327,8 @@ class Runs:
 
 def subject(event: Event, name: str | None) -> str:
     """The event's product or order id (at most `codec.MAX_ID_LENGTH` characters when a string);
-    a number stands for its digits, and anything else for no subject."""
-    value = event.properties.get(f"{name}_id")
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool | int | float):
-        return str(value)
-    return ""
+    a number stands for its digits, and anything else for no subject (`subject_text`)."""
+    return subject_text(event.properties.get(f"{name}_id"))
 
 
 def _within_mark_limit(marks: list[Mark], prefix: str) -> list[Mark]:

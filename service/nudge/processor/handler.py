@@ -426,6 +426,8 @@ class RecordHandler:
         if outcome.policy is not None:
             for journey in outcome.policy.withdrawn:
                 metrics.WITHDRAWALS.labels(journey).inc()
+            for journey, _, _ in outcome.policy.withdrawn_subjects:
+                metrics.WITHDRAWALS.labels(journey).inc()
 
     def _dead_letter(
         self, record: Record, error: PermanentError, source: str, batch: Batch

@@ -3,7 +3,7 @@
 `Delivery.handle` decodes the record, takes the idempotency key's lock (two copies of one command
 in this process never race), checks the ledger (already sent → `duplicate`), the suppression
 list and contact policy, and for marketing mail the quiet hours and the grace (→ `suppressed`),
-waits for the recipient domain's session cap and token bucket and for a send slot, checks all
+waits for the recipient domain's token bucket and session cap and for a send slot, checks all
 that once more (it may have changed during the waits), renders and builds the mail (a broken
 template or a bad address → dead-letter + `failed`), records `sending` in the ledger
 (acknowledged before the SMTP transaction starts), sends through the `Mailer`, classifies the
@@ -223,12 +223,11 @@ class Delivery:
     ) -> None:
         if await self._stopped(command, attempt, fields):
             return
-        # The domain's session cap, then its bucket, then a send slot: mail waiting for a busy
-        # carrier holds neither a slot nor anything another domain needs.
-        async with self.throttle.session(command.to):
-            await self.throttle.acquire(command.to)
-            async with self.slots:
-                sent = await self._transaction(command, record, attempt, fields)
+        # The domain's bucket, then its session cap, then a send slot: mail waiting for a busy
+        # carrier holds no slot, and its session is held only from the slot to the reply.
+        await self.throttle.acquire(command.to)
+        async with self.throttle.session(command.to), self.slots:
+            sent = await self._transaction(command, record, attempt, fields)
         if sent is None:
             return
         composed, reply = sent

@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+_NO_CAP: AbstractAsyncContextManager[Any] = nullcontext()
 
 
 @dataclass(slots=True)
@@ -67,15 +69,15 @@ class DomainThrottle:
         self._sleep = sleep
         now = clock()
         self._buckets = {domain: TokenBucket.full(rate, now=now) for domain, rate in rates}
-        self._sessions = {domain: _Sessions(count) for domain, count in sessions}
+        self._sessions = {domain: asyncio.Semaphore(count) for domain, count in sessions}
 
     def bucket_for(self, address: str) -> TokenBucket | None:
         return _for_domain(self._buckets, address)
 
-    def session(self, address: str) -> _Sessions | _Unlimited:
+    def session(self, address: str) -> AbstractAsyncContextManager[Any]:
         """`async with throttle.session(to):` around one SMTP transaction to `to`: waits while
         its domain (or a parent domain) has its cap of transactions in progress."""
-        return _for_domain(self._sessions, address) or _UNLIMITED
+        return _for_domain(self._sessions, address) or _NO_CAP
 
     async def acquire(self, address: str) -> float:
         """Wait for the recipient's domain; return the seconds waited (0 when unthrottled)."""
@@ -97,33 +99,3 @@ def _for_domain(by_domain: dict[str, T], address: str) -> T | None:
             return found
         domain = domain.partition(".")[2]
     return None
-
-
-class _Sessions:
-    """At most `count` SMTP transactions to one domain at once."""
-
-    __slots__ = ("_semaphore",)
-
-    def __init__(self, count: int) -> None:
-        self._semaphore = asyncio.Semaphore(count)
-
-    async def __aenter__(self) -> None:
-        await self._semaphore.acquire()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._semaphore.release()
-
-
-class _Unlimited:
-    """The session of a domain without a cap: nothing to wait for."""
-
-    __slots__ = ()
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
-
-
-_UNLIMITED = _Unlimited()

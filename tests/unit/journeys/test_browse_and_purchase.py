@@ -150,3 +150,26 @@ def test_an_order_withdraws_a_fresh_offer_and_adding_a_product_withdraws_its_off
     assert ordered.policy is not None
     assert ordered.policy.withdrawn == ("browse_abandonment",)
     assert ordered.policy.withdrawn_subjects == ()
+
+
+def test_another_products_offer_made_by_the_same_event_keeps_the_withdrawal() -> None:
+    """The offer for p-7 went at 10:32; p-9's comes due at 10:42 and is made by the next event,
+    the cart add of p-7 at 10:43. That new p-9 offer does not match the withdrawal of p-7's
+    offer, which is still published."""
+    engine = Engine(SHIPPED)
+    state = None
+    views = [("10:00", "p-7"), ("10:01", "p-7"), ("10:02", "p-7"),
+             ("10:10", "p-9"), ("10:11", "p-9"), ("10:12", "p-9")]  # fmt: skip
+    for i, (time_of_day, product) in enumerate(views):
+        when = f"2026-11-22 {time_of_day}"
+        profile = {"user": HANA} if i == 0 else {}
+        state = engine.on_event(state, view(when, product, **profile), at(when)).state
+    assert state is not None
+    due = engine.on_due(state, at("2026-11-22 10:32"))
+    assert [c.variables["product_id"] for c in due.commands] == ["p-7"]
+    assert due.state is not None
+    when = at("2026-11-22 10:43")
+    added = engine.on_event(due.state, cart_add(when, product="p-7"), when)
+    assert [c.variables["product_id"] for c in added.commands] == ["p-9"]
+    assert added.policy is not None
+    assert added.policy.withdrawn_subjects == (("browse_abandonment", "product_id", "p-7"),)

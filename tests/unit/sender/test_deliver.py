@@ -371,7 +371,9 @@ def test_a_policy_record_from_before_withdrawals_still_reads() -> None:
             decode_policy(raw[:-1] + b',"withdrawn":' + bad + b"}")
     assert decode_policy(raw).withdrawn_subjects == ()
     for bad in (b'["browse_abandonment"]', b'[["browse_abandonment", "product_id"]]',
-                b'[["browse_abandonment", "product_id", 7]]'):  # fmt: skip
+                b'[["browse_abandonment", "product_id", 7]]',
+                b'[["browse_abandonment", "product_id", ""]]',
+                b'[["browse_abandonment", "", "p-7"]]'):  # fmt: skip
         with pytest.raises(InvalidCommand, match="withdrawn_subjects"):
             decode_policy(raw[:-1] + b',"withdrawn_subjects":' + bad + b"}")
 
@@ -580,15 +582,19 @@ async def test_the_gate_is_checked_again_after_the_throttle_wait(
 class HeldMailer(RecordingMailer):
     """Holds every SMTP transaction open until `release` is set, noting how many are open."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected: int) -> None:
         super().__init__()
         self.release = asyncio.Event()
         self.open: list[str] = []
+        self.expected = expected
+        self.reached = asyncio.Event()  # set once `expected` transactions are open
 
     async def send(
         self, envelope_from: str, recipient: str, raw: bytes, *, before_data: Any
     ) -> Reply:
         self.open.append(recipient)
+        if len(self.open) >= self.expected:
+            self.reached.set()
         await self.release.wait()
         self.open.remove(recipient)
         return await super().send(envelope_from, recipient, raw, before_data=before_data)
@@ -597,7 +603,7 @@ class HeldMailer(RecordingMailer):
 async def test_a_carriers_session_cap_holds_its_mail_but_not_other_domains() -> None:
     """With one session for docomo.ne.jp, the second docomo mail waits for the first's
     transaction to end; a gmail.com mail goes alongside. All three are sent in the end."""
-    mailer = HeldMailer()
+    mailer = HeldMailer(expected=2)
     rig = make_rig(throttle=DomainThrottle([], sessions=[("docomo.ne.jp", 1)]), mailer=mailer)
     addresses = ("a@docomo.ne.jp", "b@docomo.ne.jp", "c@gmail.com")
     handling = [
@@ -606,10 +612,9 @@ async def test_a_carriers_session_cap_holds_its_mail_but_not_other_domains() -> 
         )
         for i, to in enumerate(addresses)
     ]
-    for _ in range(100):  # until the two that may go are in their transaction
-        if len(mailer.open) == 2:
-            break
-        await asyncio.sleep(0.001)
+    async with asyncio.timeout(5):  # the two that may go are in their transaction
+        await mailer.reached.wait()
+    await asyncio.sleep(0.05)  # and the third stays out
     assert sorted(mailer.open) == ["a@docomo.ne.jp", "c@gmail.com"]
     mailer.release.set()
     await asyncio.gather(*handling)
