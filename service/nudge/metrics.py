@@ -138,6 +138,13 @@ SENDER_SUPPRESSED = Counter(
     "processor), quiet_hours, stale.",
     ["journey", "reason"],
 )
+THROTTLE_WAIT = Counter(
+    "nudge_sender_throttle_wait_seconds_total",
+    "Seconds mails waited for their recipient domain's throttle, by configured domain and kind: "
+    "rate (its token bucket) or sessions (its cap of SMTP transactions at once). Its rate is "
+    "the mean number of mails waiting.",
+    ["domain", "kind"],
+)
 RETRIES = Counter("nudge_send_retries_total", "Deliveries scheduled for another attempt.")
 SUPPRESSIONS = Counter(
     "nudge_suppressions_total",

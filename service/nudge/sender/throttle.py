@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
+from nudge.metrics import THROTTLE_WAIT
+
 _NO_CAP: AbstractAsyncContextManager[Any] = nullcontext()
 
 
@@ -69,33 +70,58 @@ class DomainThrottle:
         self._sleep = sleep
         now = clock()
         self._buckets = {domain: TokenBucket.full(rate, now=now) for domain, rate in rates}
-        self._sessions = {domain: asyncio.Semaphore(count) for domain, count in sessions}
+        self._sessions = {domain: _Sessions(domain, count, clock) for domain, count in sessions}
 
     def bucket_for(self, address: str) -> TokenBucket | None:
-        return _for_domain(self._buckets, address)
+        domain = _configured(self._buckets, address)
+        return None if domain is None else self._buckets[domain]
 
     def session(self, address: str) -> AbstractAsyncContextManager[Any]:
         """`async with throttle.session(to):` around one SMTP transaction to `to`: waits while
         its domain (or a parent domain) has its cap of transactions in progress."""
-        return _for_domain(self._sessions, address) or _NO_CAP
+        domain = _configured(self._sessions, address)
+        return _NO_CAP if domain is None else self._sessions[domain]
 
     async def acquire(self, address: str) -> float:
         """Wait for the recipient's domain; return the seconds waited (0 when unthrottled)."""
-        bucket = self.bucket_for(address)
-        if bucket is None:
+        domain = _configured(self._buckets, address)
+        if domain is None:
             return 0.0
-        wait = bucket.take(self._clock())
+        wait = self._buckets[domain].take(self._clock())
         if wait > 0:
+            THROTTLE_WAIT.labels(domain, "rate").inc(wait)
             await self._sleep(wait)
         return wait
 
 
-def _for_domain(by_domain: dict[str, T], address: str) -> T | None:
-    """The entry for the address's domain or its nearest parent (`a.docomo.ne.jp` → docomo)."""
+def _configured(by_domain: Mapping[str, object], address: str) -> str | None:
+    """The configured domain the address belongs to: its own or its nearest parent's
+    (`a@mail.docomo.ne.jp` → `docomo.ne.jp`)."""
     domain = domain_of(address)
     while domain:
-        found = by_domain.get(domain)
-        if found is not None:
-            return found
+        if domain in by_domain:
+            return domain
         domain = domain.partition(".")[2]
     return None
+
+
+class _Sessions:
+    """At most `count` SMTP transactions to one domain at once; time spent waiting is counted."""
+
+    __slots__ = ("_clock", "_domain", "_semaphore")
+
+    def __init__(self, domain: str, count: int, clock: Callable[[], float]) -> None:
+        self._domain = domain
+        self._semaphore = asyncio.Semaphore(count)
+        self._clock = clock
+
+    async def __aenter__(self) -> None:
+        if not self._semaphore.locked():
+            await self._semaphore.acquire()
+            return
+        began = self._clock()
+        await self._semaphore.acquire()
+        THROTTLE_WAIT.labels(self._domain, "sessions").inc(self._clock() - began)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._semaphore.release()

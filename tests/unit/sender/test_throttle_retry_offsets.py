@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
 from nudge.sender.offsets import OffsetTracker
 from nudge.sender.retry import (
@@ -43,17 +44,23 @@ async def test_domain_throttle_matches_subdomains_and_leaves_others_alone() -> N
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
+    waited = {"domain": "docomo.ne.jp", "kind": "rate"}
+    before = REGISTRY.get_sample_value("nudge_sender_throttle_wait_seconds_total", waited) or 0
     throttle = DomainThrottle([("docomo.ne.jp", 1.0)], clock=lambda: 0.0, sleep=sleep)
     assert await throttle.acquire("a@docomo.ne.jp") == 0.0
     assert await throttle.acquire("b@mail.docomo.ne.jp") == 1.0
     assert await throttle.acquire("c@gmail.com") == 0.0
     assert await throttle.acquire("D@DOCOMO.NE.JP") == 2.0
     assert slept == [1.0, 2.0]
+    after = REGISTRY.get_sample_value("nudge_sender_throttle_wait_seconds_total", waited)
+    assert after == before + 3.0  # counted under the configured domain, subdomains included
 
 
 async def test_a_domain_session_cap_lets_that_many_transactions_in_at_once() -> None:
     """A cap of 2 for docomo.ne.jp (and its subdomains): the third transaction waits until one
-    ends; another domain has no cap and never waits."""
+    ends, and its wait is counted; another domain has no cap and never waits."""
+    waited = {"domain": "docomo.ne.jp", "kind": "sessions"}
+    before = REGISTRY.get_sample_value("nudge_sender_throttle_wait_seconds_total", waited) or 0
     throttle = DomainThrottle([], sessions=[("docomo.ne.jp", 2)])
     inside: list[str] = []
     most = 0
@@ -77,6 +84,8 @@ async def test_a_domain_session_cap_lets_that_many_transactions_in_at_once() -> 
     await asyncio.gather(*tasks)
     assert most == 2
     assert inside == []
+    after = REGISTRY.get_sample_value("nudge_sender_throttle_wait_seconds_total", waited) or 0
+    assert after > before
 
 
 @pytest.mark.parametrize(
