@@ -15,9 +15,10 @@ does not cancel one), so the topic keeps every record uncompacted for `WITHDRAWA
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
@@ -51,6 +52,11 @@ class ContactPolicy:
     withdrawn: tuple[str, ...] = ()
     withdrawn_subjects: tuple[tuple[str, str, str], ...] = ()
 
+    @property
+    def withdrawals(self) -> tuple[tuple[str, str, str], ...]:
+        """Both kinds as (journey, variable, value), variable "" for the whole journey."""
+        return (*((journey, "", "") for journey in self.withdrawn), *self.withdrawn_subjects)
+
     def allows(self, kind: str) -> bool:
         if self.deleted:
             return False
@@ -80,6 +86,15 @@ def subject_text(value: object) -> str:
     return ""
 
 
+def withdrawal_matches(
+    withdrawal: tuple[str, str, str], journey: str, variables: Mapping[str, Any]
+) -> bool:
+    """Whether a withdrawal (journey, variable, value) covers a mail of `journey` with
+    `variables` (the engine and the sender both decide it here)."""
+    wanted, variable, value = withdrawal
+    return journey == wanted and (not variable or subject_text(variables.get(variable)) == value)
+
+
 def decode_policy(raw: bytes) -> ContactPolicy:
     try:
         data = orjson.loads(raw)
@@ -95,8 +110,7 @@ def decode_policy(raw: bytes) -> ContactPolicy:
         ):
             raise TypeError(
                 "withdrawn_subjects must be a list of [journey, variable, value], each a "
-                "non-empty string, "
-                f"not {subjects!r}"
+                f"non-empty string, not {subjects!r}"
             )
         return ContactPolicy(
             user_id=str(data["user_id"]),

@@ -55,7 +55,7 @@ from nudge.journeys.outcome import Decision, Outcome, new_decision
 from nudge.journeys.runs import Runs
 from nudge.journeys.state import EVENT_DIGEST_BYTES, Run, UserState
 from nudge.journeys.timing import Timing
-from nudge.policy import ContactPolicy, subject_text
+from nudge.policy import ContactPolicy, withdrawal_matches
 
 MAX_SUPPRESSED: Final = 4
 # The longest address the codec accepts (`codec.is_valid_email`): no mail went to a longer one,
@@ -242,16 +242,8 @@ class Engine:
         if (withdrawn or withdrawn_subjects) and commands:
             # A mail made just now is not made before the withdrawal: one that a withdrawal
             # would match keeps it out (and, rarely, the earlier mail in the sender with it).
-            fired = {command.journey for command in commands}
-            withdrawn = tuple(journey for journey in withdrawn if journey not in fired)
-            withdrawn_subjects = tuple(
-                w
-                for w in withdrawn_subjects
-                if not any(
-                    c.journey == w[0] and subject_text(c.variables.get(w[1])) == w[2]
-                    for c in commands
-                )
-            )
+            withdrawn = tuple(j for j in withdrawn if not _made_now((j, "", ""), commands))
+            withdrawn_subjects = tuple(w for w in withdrawn_subjects if not _made_now(w, commands))
         expire(draft, now_ms, self._view_window, self.policies.attribution_window_ms)
         final = draft.freeze()
         policy = None
@@ -391,3 +383,8 @@ def _erased_at(state: UserState) -> int | None:
     if state.deleted_at is None or not state.tombstone:
         return None
     return state.deleted_at + TOMBSTONE_MS
+
+
+def _made_now(withdrawal: tuple[str, str, str], commands: list[SendCommand]) -> bool:
+    """Whether a mail made in this call is one the withdrawal would cover."""
+    return any(withdrawal_matches(withdrawal, c.journey, c.variables) for c in commands)

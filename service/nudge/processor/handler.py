@@ -424,9 +424,7 @@ class RecordHandler:
             ).inc()
         count_decisions(outcome.decisions)
         if outcome.policy is not None:
-            for journey in outcome.policy.withdrawn:
-                metrics.WITHDRAWALS.labels(journey).inc()
-            for journey, _, _ in outcome.policy.withdrawn_subjects:
+            for journey, _, _ in outcome.policy.withdrawals:
                 metrics.WITHDRAWALS.labels(journey).inc()
 
     def _dead_letter(

@@ -20,7 +20,7 @@ import orjson
 
 from nudge.commands import SendCommand
 from nudge.errors import InvalidCommand
-from nudge.policy import ContactPolicy, decode_policy, subject_text
+from nudge.policy import ContactPolicy, decode_policy, withdrawal_matches
 
 SUPPRESSIONS_TOPIC: Final = "suppressions"  # under Topics.internal()
 
@@ -75,7 +75,7 @@ class Gate:
         # before it could still be on time.
         since = policy.at - self.withdrawal_horizon
         kept = {what: at for what, at in (known or {}).items() if at >= since}
-        for what in (*((j, "", "") for j in policy.withdrawn), *policy.withdrawn_subjects):
+        for what in policy.withdrawals:
             kept[what] = max(kept.get(what, policy.at), policy.at)
         if kept:
             self.withdrawn[user_id] = kept
@@ -101,11 +101,7 @@ class Gate:
 
 
 def _withdrawn(command: SendCommand, ended: dict[tuple[str, str, str], datetime]) -> bool:
-    for (journey, variable, value), at in ended.items():
-        if (
-            journey == command.journey
-            and command.created_at <= at
-            and (not variable or subject_text(command.variables.get(variable)) == value)
-        ):
-            return True
-    return False
+    return any(
+        command.created_at <= at and withdrawal_matches(what, command.journey, command.variables)
+        for what, at in ended.items()
+    )
