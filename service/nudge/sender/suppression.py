@@ -19,7 +19,6 @@ from typing import Final
 import orjson
 
 from nudge.commands import SendCommand
-from nudge.errors import InvalidCommand
 from nudge.policy import ContactPolicy, decode_policy, withdrawal_matches
 
 SUPPRESSIONS_TOPIC: Final = "suppressions"  # under Topics.internal()
@@ -59,14 +58,14 @@ class Gate:
         self.suppressed[key] = reason
 
     def apply_policy(self, user_id: str, raw: bytes | None) -> None:
+        """Apply one contact-policy record. An unreadable one raises `InvalidCommand` (the
+        follower logs it) and leaves the user's previous policy and withdrawals as they were,
+        rather than guess."""
         if raw is None:
             self.policies.pop(user_id, None)
             self.withdrawn.pop(user_id, None)
             return
-        try:
-            policy = decode_policy(raw)
-        except InvalidCommand:
-            return  # unreadable: keep the previous policy rather than guess
+        policy = decode_policy(raw)
         self.policies[user_id] = policy
         known = self.withdrawn.get(user_id)
         if known is None and not policy.withdrawn and not policy.withdrawn_subjects:

@@ -3,17 +3,22 @@
 One group-less consumer reads every partition of the given topics from the beginning at start
 and then tails them. `caught_up()` waits until everything written before the call has been
 applied — the sender calls it at start and after each partition assignment, so it never decides
-on a command with a view older than the moment it took the command over.
+on a command with a view older than the moment it took the command over. A record the callback
+cannot read (`NudgeError`) is logged with its topic, partition and offset and skipped; the view
+keeps what it had.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from nudge.errors import NudgeError
 
 Apply = Callable[[str, bytes | None], None]
 log = structlog.get_logger("nudge.sender.tables")
@@ -65,12 +70,7 @@ class TableFollower:
         while True:
             batches = await self._consumer.getmany(timeout_ms=200, max_records=10_000)
             for tp, records in batches.items():
-                handler = self._handlers[tp.topic]
-                for record in records:
-                    if record.key is None:
-                        continue
-                    handler(record.key.decode("utf-8", "replace"), record.value)
-                    self.applied += 1
+                self.applied += apply_records(self._handlers[tp.topic], tp, records)
 
     async def caught_up(self, limit: float = 60.0) -> None:
         """Return once every record that existed when called has been applied."""
@@ -92,3 +92,24 @@ class TableFollower:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         await self._consumer.stop()
+
+
+def apply_records(handler: Apply, tp: TopicPartition, records: Iterable[Any]) -> int:
+    """Apply keyed records in order; one the handler cannot read (`NudgeError`) is logged with
+    where it is and skipped. Returns how many keyed records were taken."""
+    taken = 0
+    for record in records:
+        if record.key is None:
+            continue
+        try:
+            handler(record.key.decode("utf-8", "replace"), record.value)
+        except NudgeError as err:  # bad data in the record: skip it, keep following
+            log.warning(
+                "sender.unreadable_state_record",
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=record.offset,
+                error=str(err),
+            )
+        taken += 1
+    return taken

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+from aiokafka import TopicPartition
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
@@ -29,6 +30,7 @@ from nudge.sender.pool import RecordingMailer
 from nudge.sender.render import RenderedMail, Renderer, sample_variables
 from nudge.sender.retry import read_retry_headers
 from nudge.sender.suppression import Gate
+from nudge.sender.tables import apply_records
 from nudge.sender.throttle import DomainThrottle
 from nudge.settings import Settings
 
@@ -678,3 +680,49 @@ def test_ledger_forgets_keys_after_its_window() -> None:
     assert ledger.state("old") is None
     assert ledger.is_done("newer")
     assert ledger.is_done("newest")
+
+
+def test_an_unreadable_policy_record_leaves_the_previous_policy_and_withdrawals() -> None:
+    """A contact-policy record the gate cannot read raises a clear error (the follower logs it
+    with its topic, partition and offset) and changes nothing: the user's earlier policy and
+    withdrawals still hold."""
+    gate = Gate()
+    policy = ContactPolicy(
+        user_id="u-42",
+        marketing_allowed=False,
+        deleted=False,
+        at=NOW,
+        withdrawn=("cart_abandonment",),
+    )
+    gate.apply_policy("u-42", encode_policy(policy))
+    with pytest.raises(InvalidCommand, match="unreadable contact-policy record"):
+        gate.apply_policy("u-42", b'{"user_id": "u-42", "withdrawn": "cart_abandonment"}')
+    assert gate.policies["u-42"] == policy
+    assert gate.withdrawn["u-42"] == {("cart_abandonment", "", ""): NOW}
+
+
+def test_the_follower_logs_an_unreadable_record_and_applies_the_next() -> None:
+    """The table follower skips a record its callback cannot read, naming where it is, and
+    goes on with the following records."""
+    applied: list[tuple[str, bytes | None]] = []
+
+    def apply(key: str, raw: bytes | None) -> None:
+        if raw == b"bad":
+            raise InvalidCommand("unreadable contact-policy record: not JSON")
+        applied.append((key, raw))
+
+    tp = TopicPartition("t.internal.contact-policy", 0)
+    records = [ConsumerRecordStub(b"u-1", b"bad", 5), ConsumerRecordStub(b"u-2", b"good", 6)]
+    with capture_logs() as logs:
+        assert apply_records(apply, tp, records) == 2
+    assert applied == [("u-2", b"good")]
+    [warning] = [e for e in logs if e["event"] == "sender.unreadable_state_record"]
+    assert (warning["topic"], warning["partition"], warning["offset"]) == (tp.topic, 0, 5)
+    assert "not JSON" in warning["error"]
+
+
+@dataclass
+class ConsumerRecordStub:
+    key: bytes | None
+    value: bytes | None
+    offset: int
